@@ -1,0 +1,1 @@
+"""Smartcard side: PC/SC transport, PIV card edge, sealed-template container, keys/PKI, the virtual card."""

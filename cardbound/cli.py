@@ -1,0 +1,80 @@
+"""The `cardbound` command. Each package contributes its own sub-commands through `register(subparsers)`.
+
+Errors that a user can act on are raised as `CliError` (or any exception the sub-command maps to one) and
+printed as one clear line with a distinct exit code; a traceback is a bug.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from cardbound import __version__
+from cardbound.errors import CliError, ExitCode
+from cardbound.home import ENV_VAR, Home
+
+# Modules that expose `register(subparsers: argparse._SubParsersAction) -> None`. A module that is not
+# there yet (work in progress) is skipped, so the command keeps working while the project grows.
+COMMAND_MODULES: tuple[str, ...] = (
+    "cardbound.demo",
+    "biometric.cli",
+    "card.cli",
+    "enrol.cli",
+    "verify.cli",
+    "audit.cli",
+    "iso27001_evidence.cli",
+)
+
+Handler = Callable[[argparse.Namespace], int | None]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="cardbound",
+        description=(
+            "Biometric template-on-card access control for Belgian ports (Navigation Code art. 2.5.2.85 §3): "
+            "the face template lives only on the holder's card; gates compare 1:1 and keep nothing."
+        ),
+    )
+    parser.add_argument("--version", action="version", version=f"cardbound {__version__}")
+    parser.add_argument(
+        "--home",
+        metavar="DIR",
+        help=f"station home directory (keys, audit log, card images); default ${ENV_VAR} or a per-user directory",
+    )
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in COMMAND_MODULES:
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as exc:
+            if exc.name and name.startswith(exc.name):
+                continue
+            raise
+        module.register(subparsers)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    handler: Any = getattr(args, "handler", None)
+    if handler is None:
+        parser.print_help()
+        return ExitCode.USAGE if args.command else ExitCode.OK
+    args.home_dir = Home.resolve(args.home)
+    try:
+        rc = handler(args)
+    except CliError as exc:
+        print(f"cardbound: error: {exc}", file=sys.stderr)
+        return int(exc.exit_code)
+    except KeyboardInterrupt:
+        print("cardbound: interrupted", file=sys.stderr)
+        return ExitCode.INTERRUPTED
+    return ExitCode.OK if rc is None else int(rc)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,36 @@
+"""Exit codes and the one error type the command line turns into a clean message."""
+
+from __future__ import annotations
+
+from enum import IntEnum
+
+
+class ExitCode(IntEnum):
+    """Process exit codes of `cardbound`. Stable: scripts at the desk and the gate depend on them."""
+
+    OK = 0
+    FAILURE = 1  # generic failure (something went wrong that has no code of its own)
+    USAGE = 2  # bad command line (argparse uses 2 as well)
+    CONFIG = 3  # bad or missing configuration file
+    INPUT = 4  # bad input file (not an image, corrupt, too large, missing)
+    NO_READER = 10  # the named reader does not exist / PC/SC unavailable
+    NO_CARD = 11  # no card presented within the timeout
+    CARD_REMOVED = 12  # card removed or failed mid-flow
+    CARD_ERROR = 13  # the card answered with an error / unexpected data
+    CARD_NOT_ENROLLED = 14
+    CARD_ALREADY_ENROLLED = 15
+    NO_CAMERA = 20
+    QUALITY = 21  # no frame passed the quality gate (no face, several faces, ...)
+    TEMPLATE_INVALID = 30  # sealed template rejected (signature, binding, expired, revoked ...)
+    REJECTED = 40  # gate decision: access refused
+    KEYS = 50  # keystore missing or invalid
+    AUDIT = 60  # audit log failed verification
+    INTERRUPTED = 130
+
+
+class CliError(Exception):
+    """An error the user can act on: printed as one line, with a distinct exit code."""
+
+    def __init__(self, message: str, exit_code: ExitCode = ExitCode.FAILURE) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code

@@ -1,0 +1,1 @@
+"""Enrolment station: capture, quality gate, template, seal, write card, read back, destroy sample."""

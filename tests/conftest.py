@@ -1,0 +1,19 @@
+"""Shared pytest configuration. Area-specific fixtures live in tests/<area>/conftest.py."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = REPO.parent / "shared"
+FACES = SHARED / "faces"
+
+
+@pytest.fixture(scope="session")
+def faces_dir() -> Path:
+    """Real labelled photos, read in place from ../shared/faces (never copied into the repo)."""
+    if not FACES.is_dir():
+        pytest.fail(f"test photos not found at {FACES}: the repository must sit beside shared/")
+    return FACES
