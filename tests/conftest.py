@@ -17,3 +17,7 @@ def faces_dir() -> Path:
     if not FACES.is_dir():
         pytest.fail(f"test photos not found at {FACES}: the repository must sit beside shared/")
     return FACES
+
+
+# Fixtures that start pcscd and virtual cards (real PC/SC chain), shared by card, enrolment and gate tests.
+pytest_plugins = ["pcsc_fixtures"]
