@@ -22,6 +22,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "cardbound.demo",
     "biometric.cli",
     "card.cli",
+    "card.keys_cli",
     "enrol.cli",
     "verify.cli",
     "audit.cli",
