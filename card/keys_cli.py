@@ -54,6 +54,16 @@ def _retire_verifier(args: argparse.Namespace) -> int:
     return 0
 
 
+def _revoke_card(args: argparse.Namespace) -> int:
+    try:
+        guid = bytes.fromhex(args.guid.replace("-", ""))
+    except ValueError as exc:
+        raise CliError(f"not a card GUID: {args.guid!r}", ExitCode.USAGE) from exc
+    crl = _open(args).revoke_card(guid)
+    print(f"card {guid.hex()} revoked; CRL number {pki.crl_number(crl)}: export it to every gate")
+    return 0
+
+
 def _refresh_crl(args: argparse.Namespace) -> int:
     crl = _open(args).refresh_crl()
     print(f"CRL number {pki.crl_number(crl)}, next update {crl.next_update_utc:%Y-%m-%d %H:%M} UTC")
@@ -123,6 +133,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     p = sub.add_parser("retire-verifier", help="delete an old verifier key")
     p.add_argument("kid")
     p.set_defaults(handler=_guard(_retire_verifier))
+    p = sub.add_parser("revoke-card", help="revoke a lost or stolen card's card-auth certificate (by GUID)")
+    p.add_argument("guid")
+    p.set_defaults(handler=_guard(_revoke_card))
     p = sub.add_parser("refresh-crl", help="re-sign the CRL before its next update")
     p.set_defaults(handler=_guard(_refresh_crl))
     p = sub.add_parser("export-gate", help="write the gate trust bundle (CA cert, CRL, verifier keys)")

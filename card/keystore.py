@@ -14,7 +14,8 @@ Public API (enrolment, personalisation and the gate call these)::
     ks.rotate_verifier() -> bytes (new kid);  ks.retire_verifier(kid);  ks.verifier_kids() -> list[bytes]
     ks.verifier_public_key() -> ec.EllipticCurvePublicKey   # the current one: seal() to this
     ks.management_key_for(guid: bytes) -> bytes             # AES-128 PIV 9B key of that card
-    ks.issue_card_auth_certificate(guid, public_key, *, now=None) -> x509.Certificate
+    ks.issue_card_auth_certificate(guid, public_key, *, now=None) -> x509.Certificate  # CA signs 9E cert
+    ks.revoke_card(guid, *, now=None) -> x509.CertificateRevocationList     # lost/stolen card
     ks.gate_trust() -> sealed.GateTrust
     ks.export_gate_trust(dest_dir) -> Path           # CA cert + CRL + verifier private keys, nothing else
     load_gate_trust(bundle_dir) -> sealed.GateTrust         # what a gate does at start
@@ -29,6 +30,7 @@ callers. Layout::
     ca.key ca.crt crl.pem management.secret
     stations/NAME.key  stations/NAME.crt  stations/NAME.<serial>.revoked.crt
     verifier/<kid>.key  verifier/current
+    cards/<guid>.<serial>.crt                     # issued card-auth certificates (public), for revocation
 """
 
 from __future__ import annotations
@@ -322,9 +324,22 @@ class KeyStore:
     def issue_card_auth_certificate(
         self, guid: bytes, public_key: ec.EllipticCurvePublicKey, *, now: datetime | None = None
     ) -> x509.Certificate:
-        return pki.issue_card_auth_certificate(
+        cert = pki.issue_card_auth_certificate(
             self._ca_key(), self.ca_certificate(), guid, public_key, now=_now(now)
         )
+        # Kept (public data) so a lost or stolen card can be revoked by its GUID.
+        cards = self.path / "cards"
+        cards.mkdir(mode=0o700, exist_ok=True)
+        _write_file(cards / f"{guid.hex()}.{cert.serial_number:x}.crt", _cert_pem(cert), 0o644)
+        return cert
+
+    def revoke_card(self, guid: bytes, *, now: datetime | None = None) -> x509.CertificateRevocationList:
+        """Revoke every card-auth certificate issued for this GUID (lost/stolen card): gates refuse it."""
+        paths = sorted((self.path / "cards").glob(f"{guid.hex()}.*.crt")) if len(guid) == 16 else []
+        if not paths:
+            raise KeystoreError(f"no card-auth certificate was issued for card {guid.hex()}")
+        when = _now(now)
+        return self._resign_crl({_load_cert(path).serial_number: when for path in paths}, now)
 
     # ---- gates
 

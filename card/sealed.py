@@ -27,6 +27,11 @@ Public API (enrolment and gate call these)::
       BadSignatureError                #   ES256 signature does not verify
       TemplateExpiredError / TemplateNotYetValidError
       WrongCardError                   #   bound to another card (GUID or 9E key hash mismatch)
+      CardCertificateError             #   from gate_binding(): 9E certificate not valid for this card
+
+    gate_binding(card_auth_certificate, chuid_guid, *, trust, now) -> CardBinding
+        # after card authentication: check the 9E certificate against the CA/CRL and the CHUID GUID,
+        # and return the binding to pass to unseal() as `expected`
 
 Structure (deterministic CBOR; * = integrity-protected)::
 
@@ -176,6 +181,12 @@ class TemplateNotYetValidError(SealedTemplateError):
 
 class WrongCardError(SealedTemplateError):
     code = "template_bound_to_other_card"
+
+
+class CardCertificateError(SealedTemplateError):
+    """The card's 9E certificate is not a valid card-auth certificate of this CA for this card's GUID."""
+
+    code = "card_certificate_invalid"
 
 
 # ----------------------------------------------------------------------------------------------- data
@@ -567,3 +578,24 @@ def unseal(data: bytes, *, trust: GateTrust, expected: CardBinding, now: datetim
     if now >= header.expires:
         raise TemplateExpiredError(f"template expired at {header.expires.isoformat()}")
     return UnsealedTemplate(header, binding, bytearray(template), cert, kid)
+
+
+def gate_binding(
+    card_auth_certificate: x509.Certificate, chuid_guid: bytes, *, trust: GateTrust, now: datetime
+) -> CardBinding:
+    """The binding a gate expects, from what it established itself: call after the card proved possession
+    of its 9E key (card.cardauth). Checks the 9E certificate chain, role, validity and revocation against the
+    gate's CA and CRL, and that it names the GUID of the card's CHUID."""
+    try:
+        cert_guid = pki.check_card_auth_certificate(
+            card_auth_certificate, trust.ca_certificate, trust.crl, now=now
+        )
+    except pki.CrlStaleError as exc:
+        raise StaleCrlError(str(exc)) from exc
+    except (pki.PkiError, ValueError) as exc:
+        raise CardCertificateError(str(exc)) from exc
+    if not hmac.compare_digest(cert_guid, chuid_guid):
+        raise CardCertificateError("card-auth certificate names another card than the CHUID")
+    public_key = card_auth_certificate.public_key()
+    assert isinstance(public_key, ec.EllipticCurvePublicKey)  # checked by pki.check_card_auth_certificate
+    return CardBinding.for_card(chuid_guid, public_key)

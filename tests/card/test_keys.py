@@ -155,6 +155,12 @@ def test_card_auth_certificate(store: KeyStore) -> None:
         pki.check_card_auth_certificate(station, store.ca_certificate(), store.crl(), now=NOW)
     with pytest.raises(pki.WrongCertificateRoleError):
         pki.check_station_certificate(cert, store.ca_certificate(), store.crl(), now=NOW)
+    # a lost card is revoked by its GUID
+    with pytest.raises(ks_module.KeystoreError, match="no card-auth certificate"):
+        store.revoke_card(uuid.uuid4().bytes, now=NOW)
+    crl = store.revoke_card(guid, now=NOW)
+    with pytest.raises(pki.CertificateRevokedError):
+        pki.check_card_auth_certificate(cert, store.ca_certificate(), crl, now=NOW)
 
 
 def test_gate_bundle_holds_only_what_a_gate_needs(store: KeyStore, tmp_path: Path) -> None:
@@ -199,6 +205,8 @@ def test_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert run("revoke-station", "desk1") == ExitCode.OK
     assert run("rotate-verifier") == ExitCode.OK
     assert run("retire-verifier", "zz") == ExitCode.USAGE
+    assert run("revoke-card", uuid.uuid4().hex) == ExitCode.KEYS
+    assert run("revoke-card", "not-hex") == ExitCode.USAGE
     assert run("export-gate", str(tmp_path / "gate")) == ExitCode.OK
     capsys.readouterr()
     assert run("show") == ExitCode.OK

@@ -358,3 +358,25 @@ def test_gate_trust_refuses_a_crl_from_another_ca(env: Env, tmp_path: Path) -> N
     other = KeyStore.init(tmp_path / "other")
     with pytest.raises(Exception, match="CRL"):
         GateTrust.create(env.trust.ca_certificate, other.crl(), env.trust.verifier_keys.values())
+
+
+def test_gate_binding_from_the_card_auth_certificate(fresh: Env) -> None:
+    guid = fresh.binding.guid
+    cert = fresh.store.issue_card_auth_certificate(guid, fresh.card_key.public_key(), now=NOW)
+    binding = sealed.gate_binding(cert, guid, trust=fresh.trust, now=NOW)
+    assert binding == fresh.binding
+    unseal(fresh.sealed, trust=fresh.trust, expected=binding, now=NOW)
+    with pytest.raises(sealed.CardCertificateError, match="another card"):
+        sealed.gate_binding(cert, os.urandom(16), trust=fresh.trust, now=NOW)
+    with pytest.raises(sealed.CardCertificateError, match="not a card-auth"):
+        sealed.gate_binding(fresh.station.certificate, guid, trust=fresh.trust, now=NOW)
+    fresh.store.revoke_card(guid, now=NOW)
+    with pytest.raises(sealed.CardCertificateError, match="revoked"):
+        sealed.gate_binding(cert, guid, trust=fresh.store.gate_trust(), now=NOW)
+
+
+def test_gate_binding_refuses_a_card_of_another_ca(env: Env, tmp_path: Path) -> None:
+    other = KeyStore.init(tmp_path / "other", now=NOW - timedelta(days=1))
+    cert = other.issue_card_auth_certificate(env.binding.guid, env.card_key.public_key(), now=NOW)
+    with pytest.raises(sealed.CardCertificateError, match="not issued by the trusted CA"):
+        sealed.gate_binding(cert, env.binding.guid, trust=env.trust, now=NOW)
