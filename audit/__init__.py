@@ -1,1 +1,76 @@
-"""Tamper-evident audit log: typed events, RFC 9162 Merkle tree, signed checkpoints, retention, storage."""
+"""Tamper-evident audit log: typed events, RFC 9162 Merkle tree, signed checkpoints, retention, storage.
+
+Public API (what enrolment, the gate and the evidence pack call)::
+
+    from audit import AuditLog, GateDecision, EnrolmentCompleted, ...
+
+    with AuditLog.open_station(home.root, node_id="gate-07") as log:   # home/audit/audit.sqlite3
+        idx = log.append(GateDecision(gate_id="gate-07", card_id=pseudonym, decision="granted",
+                                      reason_code="match", security_level=1, total_ms=412))
+        log.append_many([...])          # one durable transaction, returns the indices
+
+    AuditLog.open(path: Path, node_id: str, *, key_file: Path | None = None,
+                  checkpoint_every: int = 1000) -> AuditLog
+
+- `append(event) -> int` validates the event (`audit.events`: scalars only; blobs, long base64/hex runs,
+  image payloads and number lists are refused with `BiometricContentError`), commits it durably (SQLite WAL,
+  synchronous=FULL) and returns its 0-based entry index.
+- Events are typed dataclasses in `audit.events` (`EVENT_TYPES` maps type string -> class; `event_schema(cls)`).
+- A checkpoint (C2SP signed note, Ed25519 key `home/keys/audit-<node>.ed25519`, 0600, created on first use)
+  is signed every `checkpoint_every` entries and on `close()`.
+- `root(size)`, `inclusion_proof(index, size)`, `consistency_proof(size1, size2)` are O(log n) look-ups.
+- Verification, shipping to PostgreSQL, retention and export live in `audit.verify`, `audit.ship`,
+  `audit.retention`, `audit.export`; the command line is `cardbound audit ...` (`audit.cli`).
+"""
+
+from audit.events import (
+    EVENT_TYPES,
+    AuditEvent,
+    BiometricContentError,
+    CardReplaced,
+    CardWritten,
+    ConfigChanged,
+    EnrolmentCompleted,
+    EnrolmentRefused,
+    EnrolmentStarted,
+    EventValidationError,
+    EvidenceExported,
+    GateDecision,
+    KeyIssued,
+    KeyRevoked,
+    OperatorLogin,
+    OperatorLoginFailed,
+    OperatorLogout,
+    RetentionPurge,
+    SecurityLevelChanged,
+    SourceDestroyed,
+    event_schema,
+)
+from audit.log import AuditLog, AuditLogError, Entry
+
+__all__ = [
+    "EVENT_TYPES",
+    "AuditEvent",
+    "AuditLog",
+    "AuditLogError",
+    "BiometricContentError",
+    "CardReplaced",
+    "CardWritten",
+    "ConfigChanged",
+    "EnrolmentCompleted",
+    "EnrolmentRefused",
+    "EnrolmentStarted",
+    "Entry",
+    "EventValidationError",
+    "EvidenceExported",
+    "GateDecision",
+    "KeyIssued",
+    "KeyRevoked",
+    "OperatorLogin",
+    "OperatorLoginFailed",
+    "OperatorLogout",
+    "RetentionPurge",
+    "SecurityLevelChanged",
+    "SourceDestroyed",
+    "event_schema",
+]
