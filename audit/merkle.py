@@ -179,17 +179,15 @@ def verify_consistency(size1: int, size2: int, root1: bytes, root2: bytes, proof
     """RFC 9162 §2.1.4.2: raise ProofError unless the tree (size2, root2) extends (size1, root1)."""
     if size2 < size1:
         raise ProofError(f"size2 {size2} < size1 {size1}")
+    if size1 == 0:
+        # Everything extends the empty tree: such a "proof" proves nothing and is refused as meaningless.
+        raise ProofError("consistency from an empty tree is meaningless")
     if size1 == size2:
         if proof:
             raise ProofError("equal sizes need an empty proof")
-        _check_hash("root1", root1)
-        _check_hash("root2", root2)
+        # Nothing is hashed here: the roots only have to be the same value (transparency-dev semantics).
         if not hmac.compare_digest(root1, root2):
             raise RootMismatchError("equal sizes but different roots")
-        return
-    if size1 == 0:
-        if proof:
-            raise ProofError("consistency with an empty tree needs an empty proof")
         return
     if not proof:
         raise ProofError("empty consistency proof")
@@ -259,3 +257,87 @@ class CompactRange:
 
     def root(self) -> bytes:
         return fold(self.nodes)
+
+
+# --- subtree proofs (transparency-dev/merkle `VerifySubtreeInclusion` / `VerifySubtreeConsistency`) ----------
+# A subtree [start, end) is valid when start is a multiple of the smallest power of two >= end - start
+# (the shape used by Merkle Tree Certificates); such a subtree is an RFC 9162 tree of its own.
+
+
+def check_subtree(start: int, end: int) -> None:
+    if not 0 <= start < end:
+        raise ProofError(f"empty or inverted subtree [{start}, {end})")
+    width = end - start
+    if start % (1 << (width - 1).bit_length()):
+        raise ProofError(f"subtree [{start}, {end}) is not aligned")
+
+
+def verify_subtree_inclusion(
+    index: int, start: int, end: int, leaf: bytes, proof: Sequence[bytes], root: bytes
+) -> None:
+    check_subtree(start, end)
+    if not start <= index < end:
+        raise ProofError(f"index {index} outside subtree [{start}, {end})")
+    verify_inclusion(index - start, end - start, leaf, proof, root)
+
+
+def _trailing_zeros(n: int) -> int:
+    return (n & -n).bit_length() - 1
+
+
+def root_from_subtree_consistency(start: int, end: int, size: int, proof: Sequence[bytes], sub_root: bytes) -> bytes:
+    """The root of the tree of `size` implied by subtree [start, end) with hash `sub_root` and `proof`."""
+    check_subtree(start, end)
+    if size < end:
+        raise ProofError(f"size {size} < end {end}")
+    if start == 0 and end == size:
+        if proof:
+            raise ProofError("subtree is the whole tree: proof must be empty")
+        return sub_root
+    _check_hash("subtree root", sub_root)
+    for p in proof:
+        _check_hash("proof element", p)
+    if not proof:
+        raise ProofError("empty proof")
+    height = ((end - 1) ^ start).bit_length()  # height of the subtree's own root node
+    if end == size:
+        # The subtree lies on the right border: only left siblings lead up to the root.
+        if len(proof) != bin(start >> height).count("1"):
+            raise ProofError("wrong proof size")
+        r = sub_root
+        for h in proof:
+            r = node_hash(h, r)
+        return r
+    fork = ((end - 1) ^ (size - 1)).bit_length()  # where the paths to end-1 and size-1 part
+    shift = _trailing_zeros(end - start)  # level of the rightmost perfect node inside the subtree
+    if end - start == 1 << shift:
+        seed, rest = sub_root, list(proof)
+    else:
+        seed, rest = proof[0], list(proof[1:])
+    if len(rest) != (fork - shift) + bin((end - 1) >> fork).count("1"):
+        raise ProofError("wrong proof size")
+    sub = grown = seed
+    i = 0
+    for lvl in range(shift, height):
+        if (end - 1) >> lvl & 1:
+            sub = node_hash(rest[i], sub)
+            grown = node_hash(rest[i], grown)
+            i += 1
+        elif lvl < fork:
+            grown = node_hash(grown, rest[i])
+            i += 1
+    if not hmac.compare_digest(sub, sub_root):
+        raise RootMismatchError("proof does not lead to the subtree root")
+    return root_from_inclusion(start >> height, ((size - 1) >> height) + 1, grown, rest[i:])
+
+
+def verify_subtree_consistency(
+    start: int, end: int, size: int, proof: Sequence[bytes], sub_root: bytes, root: bytes
+) -> None:
+    if start == end:
+        # The empty subtree is part of every tree: valid iff it is presented as such, with nothing to prove.
+        if not 0 <= start <= size or proof or not hmac.compare_digest(sub_root, EMPTY_ROOT):
+            raise ProofError("empty subtree needs the empty root and an empty proof")
+        return
+    if not hmac.compare_digest(root_from_subtree_consistency(start, end, size, proof, sub_root), root):
+        raise RootMismatchError("subtree consistency proof leads to a different root")
