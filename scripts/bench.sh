@@ -6,4 +6,5 @@ root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 bash "$root/scripts/setup.sh"
 cd "$root"
 if [ $# -eq 0 ]; then set -- benchmarks; fi
-exec .venv/bin/python -m pytest -p no:cacheprovider --benchmark-only --benchmark-columns=min,median,max,mean,rounds "$@"
+# --benchmark-enable overrides the --benchmark-disable that pyproject addopts sets for the pass/fail suite.
+exec .venv/bin/python -m pytest -p no:cacheprovider --benchmark-enable --benchmark-only --benchmark-columns=min,median,max,mean,rounds "$@"
