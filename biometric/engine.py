@@ -1,0 +1,271 @@
+"""The face engine: detection (dlib HOG, CNN optional), landmarks, quality gate, descriptors, templates.
+
+dlib models are loaded on first use (about 1 s), once per process, so importing `biometric` stays cheap.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+
+from biometric.quality import GATE, QualityConfig, QualityFailure, QualityMetrics, QualityReason, measure
+from biometric.sources import Frame, from_array
+from biometric.template import Template
+from biometric.wipe import wipe
+
+CHIP_SIZE = 150  # the ResNet model's input: 150×150 aligned chip, 25 % padding (dlib's defaults)
+
+
+@dataclass(frozen=True)
+class EngineConfig:
+    detector: Literal["hog", "cnn"] = "hog"
+    #: Detection runs on a copy whose long side is at most this (landmarks and descriptor use full resolution):
+    #: HOG cost grows with pixels, and a face at a desk or gate is large. 640 finds faces >= ~80 px in 1280×720.
+    detect_max_side: int = 640
+    upsample: int = 1
+    #: Fallbacks when nothing is found, cheapest first: one more upsample; the best low-confidence HOG window
+    #: (score above `fallback_score`, the quality gate and landmarks then vet it); a padded frame (HOG misses tightly
+    #: cropped faces); and, off by default (0.3 s per 250² image, ~1.5 s at 640×360 without a GPU), the CNN detector.
+    fallback_upsample: bool = True
+    fallback_score: float | None = -0.5
+    fallback_pad: bool = True
+    fallback_cnn: bool = False
+    #: Jitters (random crops/flips of the chip, averaged) per enrolment sample; costs ~one descriptor each.
+    enrol_jitters: int = 10
+
+
+@dataclass(frozen=True)
+class Box:
+    left: int
+    top: int
+    right: int
+    bottom: int
+
+    @property
+    def area(self) -> int:
+        return max(0, self.right - self.left) * max(0, self.bottom - self.top)
+
+    @property
+    def cx(self) -> float:
+        return (self.left + self.right) / 2
+
+    @property
+    def cy(self) -> float:
+        return (self.top + self.bottom) / 2
+
+    def as_tuple(self) -> tuple[int, int, int, int]:
+        return (self.left, self.top, self.right, self.bottom)
+
+
+@dataclass(eq=False)
+class Sample:
+    """One face that passed the quality gate: its aligned 150×150 RGB chip (all the descriptor needs), landmarks
+    and quality. The source frame is not kept. Wipe it (or use `sensitive`) as soon as the template is made."""
+
+    chip: np.ndarray
+    landmarks: np.ndarray
+    box: Box
+    quality: QualityMetrics
+    _wiped: bool = field(default=False, repr=False)
+
+    def wipe(self) -> None:
+        wipe(self.chip, self.landmarks)
+        self._wiped = True
+
+    def __repr__(self) -> str:
+        return f"Sample(box={self.box}, quality={self.quality}, chip=<redacted>)"
+
+
+class _Models:
+    """dlib models, loaded once per process on first use."""
+
+    _lock = threading.Lock()
+    _inst: _Models | None = None
+
+    def __init__(self) -> None:
+        import warnings
+
+        import dlib
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # face_recognition_models imports the deprecated pkg_resources
+            import face_recognition_models as frm
+
+        self.dlib = dlib
+        self.hog = dlib.get_frontal_face_detector()
+        self.shape = dlib.shape_predictor(frm.pose_predictor_model_location())
+        self.resnet = dlib.face_recognition_model_v1(frm.face_recognition_model_location())
+        self._cnn_path = frm.cnn_face_detector_model_location()
+        self._cnn: Any = None
+
+    @property
+    def cnn(self) -> Any:
+        if self._cnn is None:
+            self._cnn = self.dlib.cnn_face_detection_model_v1(self._cnn_path)
+        return self._cnn
+
+    @classmethod
+    def get(cls) -> _Models:
+        with cls._lock:
+            if cls._inst is None:
+                cls._inst = _Models()
+            return cls._inst
+
+
+class FaceEngine:
+    """Detect, check and describe faces. Use one per process (models are shared anyway)."""
+
+    def __init__(self, config: EngineConfig | None = None, quality: QualityConfig = GATE) -> None:
+        self.config = config or EngineConfig()
+        self.quality = quality
+
+    @property
+    def _m(self) -> _Models:
+        return _Models.get()
+
+    def warm_up(self) -> None:
+        """Load the models now (about 1 s) instead of on the first frame."""
+        _ = self._m
+
+    # -- detection -----------------------------------------------------------------------------------------
+    def detect(self, frame: Frame) -> list[Box]:
+        """Face boxes in frame coordinates, largest first. Uses the fallbacks of the config when none is found."""
+        frame = _checked(frame)
+        h, w = frame.shape[:2]
+        scale = min(1.0, self.config.detect_max_side / max(h, w))
+        small = frame if scale >= 1.0 else _resize(frame, scale)
+        try:
+            boxes = self._detect_at(small, self.config.upsample)
+            if not boxes and self.config.fallback_upsample:
+                boxes = self._detect_at(small, self.config.upsample + 1)
+            if not boxes and self.config.fallback_score is not None and self.config.detector == "hog":
+                boxes = self._detect_weak(small, self.config.upsample, self.config.fallback_score)
+            if not boxes and self.config.fallback_pad:
+                pad = max(small.shape[:2]) // 4
+                padded = np.pad(small, ((pad, pad), (pad, pad), (0, 0)), mode="edge")
+                try:
+                    boxes = [
+                        Box(b.left - pad, b.top - pad, b.right - pad, b.bottom - pad)
+                        for b in self._detect_at(padded, self.config.upsample)
+                    ]
+                finally:
+                    padded.fill(0)
+            if not boxes and self.config.fallback_cnn and self.config.detector == "hog":
+                boxes = self._detect_cnn(small, self.config.upsample)
+        finally:
+            if small is not frame:
+                small.fill(0)
+        if scale < 1.0:
+            boxes = [
+                Box(round(b.left / scale), round(b.top / scale), round(b.right / scale), round(b.bottom / scale))
+                for b in boxes
+            ]
+        # Largest first; HOG boxes come in a few discrete sizes, so ties are broken by closeness to the centre.
+        return sorted(boxes, key=lambda b: (-b.area, abs(b.cx - w / 2) + abs(b.cy - h / 2)))
+
+    def _detect_weak(self, img: np.ndarray, upsample: int, adjust: float) -> list[Box]:
+        rects, scores, _ = self._m.hog.run(img, upsample, adjust)
+        if not len(rects):
+            return []
+        best = int(np.argmax(scores))
+        r = rects[best]
+        return [Box(r.left(), r.top(), r.right(), r.bottom())]
+
+    def _detect_at(self, img: np.ndarray, upsample: int) -> list[Box]:
+        if self.config.detector == "cnn":
+            return self._detect_cnn(img, upsample)
+        return [Box(r.left(), r.top(), r.right(), r.bottom()) for r in self._m.hog(img, upsample)]
+
+    def _detect_cnn(self, img: np.ndarray, upsample: int) -> list[Box]:
+        return [
+            Box(d.rect.left(), d.rect.top(), d.rect.right(), d.rect.bottom()) for d in self._m.cnn(img, upsample)
+        ]
+
+    # -- analysis ------------------------------------------------------------------------------------------
+    def analyse(
+        self, frame: Frame, *, allow_largest: bool = False, quality: QualityConfig | None = None
+    ) -> Sample:
+        """One frame → one `Sample`, or `QualityFailure` (with stable reason codes).
+
+        Several faces are a failure (`MULTIPLE_FACES`) unless `allow_largest` and the largest face clearly dominates
+        (area >= `dominance` × the next one), as with a bystander far behind the person at the gate.
+        """
+        cfg = quality or self.quality
+        frame = _checked(frame)
+        boxes = self.detect(frame)
+        if not boxes:
+            raise QualityFailure((QualityReason.NO_FACE,))
+        if len(boxes) > 1 and not (allow_largest and boxes[0].area >= cfg.dominance * boxes[1].area):
+            raise QualityFailure((QualityReason.MULTIPLE_FACES,))
+        box = boxes[0]
+        m = self._m
+        rect = m.dlib.rectangle(box.left, box.top, box.right, box.bottom)
+        shape = m.shape(frame, rect)
+        landmarks = np.array([(p.x, p.y) for p in shape.parts()], dtype=np.float32)
+        chip = np.ascontiguousarray(m.dlib.get_face_chip(frame, shape, size=CHIP_SIZE, padding=0.25))
+        h, w = frame.shape[:2]
+        metrics = measure(chip, landmarks, box.as_tuple(), w, h, len(boxes))
+        reasons = metrics.failures(cfg)
+        if reasons:
+            wipe(chip, landmarks)
+            raise QualityFailure(reasons, metrics)
+        return Sample(chip=chip, landmarks=landmarks, box=box, quality=metrics)
+
+    # -- templates -----------------------------------------------------------------------------------------
+    def descriptor(self, sample: Sample, num_jitters: int = 0) -> np.ndarray:
+        """The raw 128-D descriptor (float64, caller wipes). Prefer `probe_template` / `reference_template`."""
+        if sample._wiped:
+            raise ValueError("sample was wiped")
+        return np.array(self._m.resnet.compute_face_descriptor(sample.chip, num_jitters), dtype=np.float64)
+
+    def probe_template(self, sample: Sample) -> Template:
+        """Template of a live sample (no jitter: the gate must answer fast)."""
+        d = self.descriptor(sample)
+        try:
+            return Template.from_descriptor(d)
+        finally:
+            d.fill(0.0)
+
+    def reference_template(self, samples: Iterable[Sample], num_jitters: int | None = None) -> Template:
+        """Enrolment template: mean of the L2-normalised (jittered) descriptors of the samples, renormalised."""
+        jit = self.config.enrol_jitters if num_jitters is None else num_jitters
+        if jit < 0:
+            raise ValueError("num_jitters must be >= 0")
+        acc = np.zeros(128, dtype=np.float64)
+        n = 0
+        for s in samples:
+            d = self.descriptor(s, jit)
+            acc += d / np.linalg.norm(d)
+            d.fill(0.0)
+            n += 1
+        if n == 0:
+            raise ValueError("reference_template needs at least one sample")
+        acc /= n
+        try:
+            return Template.from_descriptor(acc)
+        finally:
+            acc.fill(0.0)
+
+
+def _checked(frame: Frame) -> np.ndarray:
+    if (
+        isinstance(frame, np.ndarray)
+        and frame.dtype == np.uint8
+        and frame.ndim == 3
+        and frame.shape[2] == 3
+        and frame.flags.c_contiguous
+    ):
+        return frame
+    return from_array(frame)
+
+
+def _resize(frame: np.ndarray, scale: float) -> np.ndarray:
+    import cv2
+
+    h, w = frame.shape[:2]
+    size = (max(1, round(w * scale)), max(1, round(h * scale)))
+    return np.ascontiguousarray(cv2.resize(frame, size, interpolation=cv2.INTER_AREA))

@@ -1,0 +1,401 @@
+"""Accuracy report on LFW-style pairs files: our engine (as the gate uses it) next to stock `face_recognition`.
+
+Protocol (docs/biometric.md):
+- every image is loaded and analysed exactly as at the gate (`load_path` → `FaceEngine.analyse(allow_largest=True)`
+  with the GATE quality preset); the first image of a pair plays the enrolment sample (reference template with
+  `enrol_jitters`), the second the live probe (`probe_template`);
+- each image's descriptors are computed ONCE and kept in memory only (they are biometric data: no disk cache);
+- a pair whose image gives no template (failure to acquire) counts as a non-match (conservative);
+- the threshold is the default one, or the one with the best accuracy on `--tune-on` pairs (midpoint of the best gap);
+- FNMR@FMR uses every same-identity (reference, probe) image combination of the test images as genuine attempts
+  (FTA counts as a non-match) and every cross-identity combination as impostor attempts (FTA excluded);
+- stock = `face_recognition.face_encodings(img)` with its defaults, first face, threshold 0.6.
+"""
+
+from __future__ import annotations
+
+import json
+import multiprocessing as mp
+import os
+import platform
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from biometric.engine import EngineConfig, FaceEngine
+from biometric.errors import BiometricError
+from biometric.quality import GATE, QualityFailure
+from biometric.sources import load_path
+from biometric.template import DEFAULT_THRESHOLD
+
+STOCK_THRESHOLD = 0.6
+FMR_TARGETS = (0.01, 0.001, 0.0001)
+
+ImageKey = tuple[str, int]
+
+
+@dataclass(frozen=True)
+class PairsFile:
+    genuine: list[tuple[ImageKey, ImageKey]]
+    impostor: list[tuple[ImageKey, ImageKey]]
+
+    @property
+    def pairs(self) -> list[tuple[ImageKey, ImageKey, bool]]:
+        return [(a, b, True) for a, b in self.genuine] + [(a, b, False) for a, b in self.impostor]
+
+
+class PairsFormatError(ValueError):
+    pass
+
+
+def read_pairs(path: Path, limit: int | None = None) -> PairsFile:
+    """Parse an LFW pairs file (first line N, then N `name i j` lines and N `name1 i name2 j` lines)."""
+    lines = [ln.split() for ln in path.read_text(encoding="utf-8").splitlines() if ln.strip()]
+    if not lines or len(lines[0]) not in (1, 2):
+        raise PairsFormatError(f"{path}: first line must be the number of matched pairs")
+    try:
+        genuine: list[tuple[ImageKey, ImageKey]] = []
+        impostor: list[tuple[ImageKey, ImageKey]] = []
+        for parts in lines[1:]:
+            if len(parts) == 3:
+                genuine.append(((parts[0], int(parts[1])), (parts[0], int(parts[2]))))
+            elif len(parts) == 4:
+                impostor.append(((parts[0], int(parts[1])), (parts[2], int(parts[3]))))
+            else:
+                raise PairsFormatError(f"{path}: bad line {' '.join(parts)!r}")
+    except ValueError as exc:
+        raise PairsFormatError(f"{path}: {exc}") from exc
+    if limit is not None:
+        genuine, impostor = genuine[:limit], impostor[:limit]
+    return PairsFile(genuine, impostor)
+
+
+def image_path(images: Path, key: ImageKey) -> Path:
+    name, idx = key
+    return images / name / f"{name}_{idx:04d}.jpg"
+
+
+# -- workers (one engine per process) ---------------------------------------------------------------------
+_engine: FaceEngine | None = None
+
+
+def _init_worker(config: EngineConfig) -> None:
+    global _engine
+    _engine = FaceEngine(config, GATE)
+    _engine.warm_up()
+
+
+@dataclass(frozen=True)
+class _Job:
+    key: ImageKey
+    path: str
+    ref: bool
+    probe: bool
+    stock: bool
+
+
+@dataclass
+class _Result:
+    key: ImageKey
+    ref: np.ndarray | None = None
+    probe: np.ndarray | None = None
+    stock: np.ndarray | None = None
+    fta: str | None = None
+    stock_fta: bool = False
+
+
+def _work(job: _Job) -> _Result:
+    assert _engine is not None
+    res = _Result(job.key)
+    if job.ref or job.probe:
+        frame = None
+        try:
+            frame = load_path(job.path)
+            sample = _engine.analyse(frame, allow_largest=True)
+            frame.fill(0)
+            if job.probe:
+                res.probe = _engine.probe_template(sample).vector.copy()
+            if job.ref:
+                res.ref = _engine.reference_template([sample]).vector.copy()
+            sample.wipe()
+        except QualityFailure as exc:
+            res.fta = str(exc.reason)
+        except BiometricError as exc:
+            res.fta = type(exc).__name__
+        finally:
+            if frame is not None:
+                frame.fill(0)
+    if job.stock:
+        import face_recognition
+
+        img = face_recognition.load_image_file(job.path)
+        encs = face_recognition.face_encodings(img)
+        img.fill(0)
+        if encs:
+            res.stock = np.asarray(encs[0], dtype=np.float64)
+        else:
+            res.stock_fta = True
+    return res
+
+
+def _jobs(images: Path, test: PairsFile, tune: PairsFile | None) -> list[_Job]:
+    need: dict[ImageKey, list[bool]] = {}  # key -> [ref, probe, stock]
+    for pf, is_test in ((test, True), (tune, False)):
+        if pf is None:
+            continue
+        for a, b, _ in pf.pairs:
+            for key, role in ((a, 0), (b, 1)):
+                flags = need.setdefault(key, [False, False, False])
+                flags[role] = True
+                if is_test:
+                    flags[1] = True  # every test image is a probe in the impostor matrix
+                    flags[2] = True
+    return [_Job(k, str(image_path(images, k)), f[0], f[1], f[2]) for k, f in sorted(need.items())]
+
+
+def _describe_all(jobs: list[_Job], config: EngineConfig, workers: int) -> Iterator[_Result]:
+    from tqdm import tqdm
+
+    missing = [j.path for j in jobs if not Path(j.path).is_file()]
+    if missing:
+        raise FileNotFoundError(f"{len(missing)} images missing, e.g. {missing[0]}")
+    ctx = mp.get_context("fork")
+    # Heaviest jobs (jittered references) first, so the two workers finish together.
+    order = sorted(jobs, key=lambda j: (not j.ref, not j.stock))
+    with ctx.Pool(workers, initializer=_init_worker, initargs=(config,)) as pool:
+        yield from tqdm(
+            pool.imap_unordered(_work, order, chunksize=4),
+            total=len(order),
+            desc="describing",
+            unit="img",
+            file=sys.stderr,
+        )
+
+
+# -- metrics ----------------------------------------------------------------------------------------------
+def pair_distances(
+    pf: PairsFile, refs: dict[ImageKey, np.ndarray], probes: dict[ImageKey, np.ndarray]
+) -> tuple[np.ndarray, np.ndarray]:
+    """(distances, is_genuine) for the pairs; inf where a template is missing (FTA → non-match)."""
+    d, g = [], []
+    for a, b, same in pf.pairs:
+        ra, pb = refs.get(a), probes.get(b)
+        d.append(float(np.linalg.norm(ra - pb)) if ra is not None and pb is not None else np.inf)
+        g.append(same)
+    return np.asarray(d), np.asarray(g, dtype=bool)
+
+
+def accuracy(dist: np.ndarray, genuine: np.ndarray, threshold: float) -> float:
+    match = dist <= threshold
+    return float(np.mean(match == genuine))
+
+
+def best_threshold(dist: np.ndarray, genuine: np.ndarray) -> float:
+    """Threshold with the best accuracy: the midpoint of the widest-scoring gap between sorted distances."""
+    finite = np.sort(np.unique(dist[np.isfinite(dist)]))
+    if finite.size == 0:
+        return DEFAULT_THRESHOLD
+    cands = np.concatenate(([finite[0] / 2], (finite[:-1] + finite[1:]) / 2, [finite[-1] + 1e-6]))
+    g = dist[genuine]
+    i = dist[~genuine]
+    gs, is_ = np.sort(g), np.sort(i)
+    tp = np.searchsorted(gs, cands, side="right")
+    tn = i.size - np.searchsorted(is_, cands, side="right")
+    acc = (tp + tn) / dist.size
+    best = np.flatnonzero(acc == acc.max())
+    return float(cands[best[len(best) // 2]])
+
+
+def comparison_sets(
+    ref_keys: list[ImageKey],
+    probe_keys: list[ImageKey],
+    refs: dict[ImageKey, np.ndarray],
+    probes: dict[ImageKey, np.ndarray],
+) -> tuple[np.ndarray, np.ndarray]:
+    """Genuine and impostor distances over all (reference, probe) combinations of distinct images.
+
+    Genuine attempts where either side failed to acquire count as non-matches (distance inf); impostor attempts
+    with a missing side are left out (there is nothing to compare)."""
+    all_keys = sorted(set(ref_keys) | set(probe_keys))
+    index = {k: i for i, k in enumerate(all_keys)}
+    ids = {k[0] for k in all_keys}
+    id_index = {n: i for i, n in enumerate(sorted(ids))}
+    r_img = np.array([index[k] for k in ref_keys])
+    p_img = np.array([index[k] for k in probe_keys])
+    r_id = np.array([id_index[k[0]] for k in ref_keys])
+    p_id = np.array([id_index[k[0]] for k in probe_keys])
+    r_ok = np.array([k in refs for k in ref_keys])
+    p_ok = np.array([k in probes for k in probe_keys])
+    r = np.stack([refs.get(k, np.zeros(128)) for k in ref_keys]).astype(np.float64)
+    p = np.stack([probes.get(k, np.zeros(128)) for k in probe_keys]).astype(np.float64)
+    d2 = (r * r).sum(1)[:, None] + (p * p).sum(1)[None, :] - 2.0 * r @ p.T
+    dist = np.sqrt(np.clip(d2, 0.0, None))
+    both = r_ok[:, None] & p_ok[None, :]
+    dist[~both] = np.inf
+    same_id = r_id[:, None] == p_id[None, :]
+    same_img = r_img[:, None] == p_img[None, :]
+    genuine = dist[same_id & ~same_img].copy()
+    impostor = dist[~same_id & both].copy()
+    for a in (dist, d2, r, p):
+        a.fill(0.0)
+    return genuine, impostor
+
+
+def fnmr_at_fmr(genuine: np.ndarray, impostor: np.ndarray, targets: tuple[float, ...] = FMR_TARGETS) -> dict[str, Any]:
+    imp = np.sort(impostor)
+    out: dict[str, Any] = {}
+    for f in targets:
+        k = int(np.floor(f * imp.size))
+        if imp.size == 0 or k < 1:
+            out[str(f)] = None  # not resolvable with this many impostor attempts
+            continue
+        # Largest threshold with at most k impostors at distance <= t.
+        t = float(np.nextafter(imp[k], -np.inf))
+        out[str(f)] = {"fnmr": float(np.mean(genuine > t)), "threshold": t}
+    return out
+
+
+def det_points(genuine: np.ndarray, impostor: np.ndarray, n: int = 400) -> tuple[np.ndarray, np.ndarray]:
+    finite = np.concatenate((genuine[np.isfinite(genuine)], impostor))
+    ts = np.quantile(finite, np.linspace(0, 1, n))
+    gs, is_ = np.sort(genuine), np.sort(impostor)
+    fmr = np.searchsorted(is_, ts, side="right") / max(1, is_.size)
+    fnmr = 1.0 - np.searchsorted(gs, ts, side="right") / max(1, gs.size)
+    return fmr, fnmr
+
+
+def write_det(path: Path, curves: dict[str, tuple[np.ndarray, np.ndarray]], title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 5))
+    for label, (fmr, fnmr) in curves.items():
+        ok = (fmr > 0) & (fnmr > 0)
+        ax.plot(fmr[ok], fnmr[ok], label=label)
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("FMR (false match rate)")
+    ax.set_ylabel("FNMR (false non-match rate, FTA included)")
+    ax.set_title(title)
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+# -- the run ----------------------------------------------------------------------------------------------
+def evaluate(
+    pairs: Path,
+    images: Path,
+    *,
+    tune_on: Path | None = None,
+    out: Path | None = None,
+    config: EngineConfig | None = None,
+    workers: int | None = None,
+    limit: int | None = None,
+    stock: bool = True,
+) -> dict[str, Any]:
+    config = config or EngineConfig()
+    workers = workers or min(2, os.cpu_count() or 1)
+    t0 = time.perf_counter()
+    test = read_pairs(pairs, limit)
+    tune = read_pairs(tune_on, limit) if tune_on else None
+    jobs = _jobs(images, test, tune)
+    if not stock:
+        jobs = [_Job(j.key, j.path, j.ref, j.probe, False) for j in jobs]
+    refs: dict[ImageKey, np.ndarray] = {}
+    probes: dict[ImageKey, np.ndarray] = {}
+    stocks: dict[ImageKey, np.ndarray] = {}
+    fta: dict[ImageKey, str] = {}
+    stock_fta: set[ImageKey] = set()
+    for res in _describe_all(jobs, config, workers):
+        if res.ref is not None:
+            refs[res.key] = res.ref
+        if res.probe is not None:
+            probes[res.key] = res.probe
+        if res.stock is not None:
+            stocks[res.key] = res.stock
+        if res.fta:
+            fta[res.key] = res.fta
+        if res.stock_fta:
+            stock_fta.add(res.key)
+    describe_s = time.perf_counter() - t0
+
+    if tune is not None:
+        td, tg = pair_distances(tune, refs, probes)
+        threshold, source = best_threshold(td, tg), f"tuned on {tune_on.name if tune_on else ''}"
+        tune_acc: float | None = accuracy(td, tg, threshold)
+    else:
+        threshold, source, tune_acc = DEFAULT_THRESHOLD, "default", None
+
+    test_keys = sorted({k for a, b, _ in test.pairs for k in (a, b)})
+    test_refs = sorted({a for a, _, _ in test.pairs})
+    d, g = pair_distances(test, refs, probes)
+    gen, imp = comparison_sets(test_refs, test_keys, refs, probes)
+    ours: dict[str, Any] = {
+        "pipeline": "cardbound biometric: gate preset, allow_largest, HOG + fallbacks, 68 landmarks, unit templates",
+        "pairs": int(d.size),
+        "images": len(test_keys),
+        "fta": sum(1 for k in test_keys if k in fta) / len(test_keys),
+        "fta_reasons": _count(fta[k] for k in test_keys if k in fta),
+        "threshold": threshold,
+        "threshold_source": source,
+        "tune_accuracy": tune_acc,
+        "accuracy": accuracy(d, g, threshold),
+        "genuine_mean_distance": float(np.mean(d[g][np.isfinite(d[g])])),
+        "impostor_mean_distance": float(np.mean(d[~g][np.isfinite(d[~g])])),
+        "fnmr_at_fmr": fnmr_at_fmr(gen, imp),
+        "genuine_comparisons": int(gen.size),
+        "impostor_comparisons": int(imp.size),
+        "enrol_jitters": config.enrol_jitters,
+        "config": asdict(config),
+        "seconds": round(describe_s, 1),
+    }
+    curves = {f"cardbound (t={threshold:.3f})": det_points(gen, imp)}
+    report: dict[str, Any] = dict(ours)
+    if stock:
+        sd, sg = pair_distances(test, stocks, stocks)
+        sgen, simp = comparison_sets(test_keys, test_keys, stocks, stocks)
+        report["stock"] = {
+            "pipeline": "face_recognition.face_encodings(img) defaults, first face",
+            "pairs": int(sd.size),
+            "fta": len(stock_fta & set(test_keys)) / len(test_keys),
+            "threshold": STOCK_THRESHOLD,
+            "accuracy": accuracy(sd, sg, STOCK_THRESHOLD),
+            "genuine_mean_distance": float(np.mean(sd[sg][np.isfinite(sd[sg])])),
+            "impostor_mean_distance": float(np.mean(sd[~sg][np.isfinite(sd[~sg])])),
+            "fnmr_at_fmr": fnmr_at_fmr(sgen, simp),
+            "genuine_comparisons": int(sgen.size),
+            "impostor_comparisons": int(simp.size),
+        }
+        curves["face_recognition stock"] = det_points(sgen, simp)
+    report["seconds"] = round(time.perf_counter() - t0, 1)
+    report["date"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    report["machine"] = f"{platform.node()} {platform.machine()} {os.cpu_count()} CPU, workers={workers}"
+    report["pairs_file"] = str(pairs)
+    report["tune_file"] = str(tune_on) if tune_on else None
+    if out is not None:
+        out.mkdir(parents=True, exist_ok=True)
+        stem = pairs.stem
+        write_det(out / f"det_{stem}.png", curves, f"DET on {pairs.name}")
+        (out / f"report_{stem}.json").write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+        report["det_png"] = str(out / f"det_{stem}.png")
+    for store in (refs, probes, stocks):
+        for v in store.values():
+            v.fill(0)
+    return report
+
+
+def _count(items: Iterator[str] | Any) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for it in items:
+        out[it] = out.get(it, 0) + 1
+    return out
