@@ -1,0 +1,137 @@
+"""`cardbound audit ...`: verify, checkpoint, ship, purge, export, verify-export. Thin adapter over `audit.*`."""
+
+from __future__ import annotations
+
+import argparse
+import sqlite3
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from audit.checkpoint import CheckpointError, VerifierKey, key_path, load_verifier
+from audit.log import AuditLog, AuditLogError, read_meta
+from audit.verify import verify_database
+from cardbound.errors import CliError, ExitCode
+from cardbound.home import Home
+
+
+def _db(args: argparse.Namespace) -> Path:
+    if args.db:
+        return Path(args.db)
+    home: Home = args.home_dir
+    return home.audit_db
+
+
+def _node_of(db: Path) -> str:
+    if not db.is_file():
+        raise CliError(f"no audit log at {db}", ExitCode.INPUT)
+    try:
+        conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+        try:
+            node = read_meta(conn, "node_id")
+        finally:
+            conn.close()
+    except sqlite3.DatabaseError as exc:
+        raise CliError(f"{db}: not an audit database ({exc})", ExitCode.AUDIT) from None
+    if node is None:
+        raise CliError(f"{db}: not an audit database", ExitCode.AUDIT)
+    return node
+
+
+def _key_file(args: argparse.Namespace, node: str) -> Path:
+    home: Home = args.home_dir
+    return key_path(home.keystore, node)
+
+
+def _verifier(args: argparse.Namespace, node: str) -> VerifierKey | None:
+    """--key FILE, else the node's .pub beside its private key in the station home, else None (log's own)."""
+    candidates = [Path(args.key)] if getattr(args, "key", None) else []
+    if not candidates:
+        priv = _key_file(args, node)
+        candidates = [priv.with_name(priv.name + ".pub"), priv]
+    for path in candidates:
+        if path.is_file():
+            try:
+                return load_verifier(path)
+            except (CheckpointError, ValueError, OSError) as exc:
+                raise CliError(f"{path}: unusable verifier key ({exc})", ExitCode.KEYS) from None
+    if getattr(args, "key", None):
+        raise CliError(f"{args.key}: no such key file", ExitCode.KEYS)
+    return None
+
+
+def _read_text(path: str) -> str:
+    try:
+        return Path(path).read_text()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise CliError(f"{path}: cannot read ({exc.__class__.__name__})", ExitCode.INPUT) from None
+
+
+def _open_log(args: argparse.Namespace) -> AuditLog:
+    db = _db(args)
+    node = _node_of(db)
+    try:
+        return AuditLog.open(db, node, key_file=_key_file(args, node))
+    except (AuditLogError, CheckpointError) as exc:
+        raise CliError(str(exc), ExitCode.AUDIT) from None
+
+
+# --- handlers -------------------------------------------------------------------------------------------------
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    db = _db(args)
+    node = _node_of(db)
+    key = _verifier(args, node)
+    external = [(p, _read_text(p)) for p in args.checkpoint or []]
+    try:
+        report = verify_database(db, key, external)
+    except AuditLogError as exc:
+        raise CliError(str(exc), ExitCode.AUDIT) from None
+    for f in report.findings:
+        print(f.line(), file=sys.stderr if f.severity == "error" else sys.stdout)
+    if not report.ok:
+        n = sum(1 for f in report.findings if f.severity == "error")
+        print(f"audit log of node {node} FAILED verification ({n} findings)", file=sys.stderr)
+        return int(ExitCode.AUDIT)
+    print("OK " + report.summary())
+    return int(ExitCode.OK)
+
+
+def cmd_checkpoint(args: argparse.Namespace) -> int:
+    with _open_log(args) as log:
+        note = log.checkpoint()
+    if args.out:
+        Path(args.out).write_text(note)
+    else:
+        sys.stdout.write(note)
+    return int(ExitCode.OK)
+
+
+def _add_common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--db", metavar="FILE", help="audit database (default: the station home's)")
+
+
+def register(subparsers: Any) -> None:
+    parser = subparsers.add_parser("audit", help="tamper-evident audit log: verify, ship, purge, export")
+    sub = parser.add_subparsers(dest="audit_command", metavar="ACTION", required=True)
+
+    p = sub.add_parser("verify", help="verify the log offline; name every problem found")
+    _add_common(p)
+    p.add_argument("--checkpoint", metavar="FILE", action="append",
+                   help="a signed checkpoint kept elsewhere (detects truncation and roll-back); repeatable")
+    p.add_argument("--key", metavar="FILE", help="the node's verifier key (.pub), kept apart from the log")
+    p.set_defaults(handler=cmd_verify)
+
+    p = sub.add_parser("checkpoint", help="sign a checkpoint of the log now and print it (keep it elsewhere)")
+    _add_common(p)
+    p.add_argument("--out", metavar="FILE", help="write the checkpoint to FILE instead of stdout")
+    p.set_defaults(handler=cmd_checkpoint)
+
+    for extra in _EXTRA:
+        extra(sub)
+
+
+# Later sub-commands register here (ship, purge, export, verify-export) to keep this module flat.
+_EXTRA: list[Callable[[Any], None]] = []

@@ -1,0 +1,279 @@
+"""Offline verification of a node's audit database: names what is wrong, one finding per problem.
+
+Checks, in order: entry indices contiguous (deleted entries), the tree size recorded by the writer (tail
+truncation), each entry's content against its recorded leaf hash (modified entries), each entry's own index
+against its place (reordered entries), every stored checkpoint's signature and root against the tree rebuilt
+from the content, and any checkpoints kept elsewhere (truncation, roll-back to an older copy, rewritten
+history). Hashing is batched level by level (no per-entry Python objects besides the digests).
+"""
+
+from __future__ import annotations
+
+import base64
+import sqlite3
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+from audit import merkle
+from audit.checkpoint import Checkpoint, CheckpointError, VerifierKey, key_name, origin, parse_checkpoint
+from audit.log import AuditLogError, read_meta, read_pruned
+
+ERROR = "error"
+WARNING = "warning"
+
+
+@dataclass(frozen=True)
+class Finding:
+    code: str  # deleted, truncated, modified, reordered, bad-signature, root-mismatch, rolled-back, ...
+    message: str
+    severity: str = ERROR
+
+    def line(self) -> str:
+        return f"{self.code.upper()}: {self.message}"
+
+
+@dataclass
+class Report:
+    node_id: str
+    entries: int = 0
+    pruned: int = 0
+    checkpoints_checked: int = 0
+    latest: Checkpoint | None = None
+    findings: list[Finding] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not any(f.severity == ERROR for f in self.findings)
+
+    def add(self, code: str, message: str, severity: str = ERROR) -> None:
+        self.findings.append(Finding(code, message, severity))
+
+    def summary(self) -> str:
+        cp = "no checkpoint"
+        if self.latest is not None:
+            when = datetime.fromtimestamp(self.latest.time_ms / 1000, UTC).isoformat(timespec="seconds")
+            cp = f"latest checkpoint size {self.latest.size} at {when}, root {base64.b64encode(self.latest.root).decode()}"
+        return (
+            f"audit log of node {self.node_id}: {self.entries} entries ({self.pruned} pruned), "
+            f"{self.checkpoints_checked} signed checkpoints verified; {cp}"
+        )
+
+
+def _ranges(indices: Sequence[int]) -> str:
+    """[3,4,5,9] -> '3-5, 9' (short)."""
+    out: list[str] = []
+    start = prev = None
+    for i in indices:
+        if start is None:
+            start = prev = i
+        elif prev is not None and i == prev + 1:
+            prev = i
+        else:
+            out.append(f"{start}" if start == prev else f"{start}-{prev}")
+            start = prev = i
+    if start is not None:
+        out.append(f"{start}" if start == prev else f"{start}-{prev}")
+    if len(out) > 8:
+        out = out[:8] + [f"... ({len(indices)} in all)"]
+    return ", ".join(out)
+
+
+def _fmt_time(ms: int) -> str:
+    return datetime.fromtimestamp(ms / 1000, UTC).isoformat(timespec="seconds")
+
+
+class _Tree:
+    """Perfect nodes rebuilt from content; positions before the pruned prefix come from its signed frontier."""
+
+    def __init__(self, leaves: list[bytes], pruned: int, frontier: dict[tuple[int, int], bytes]) -> None:
+        self.size = pruned + len(leaves)
+        if pruned == 0:
+            self.levels = merkle.build_levels(leaves) if leaves else [[]]
+            return
+        level: list[bytes | None] = [None] * pruned + list(leaves)
+        for (lv, ix), h in frontier.items():
+            if lv == 0:
+                level[ix] = h
+        levels: list[list[bytes | None]] = [level]
+        n = 1
+        while len(levels[-1]) > 1:
+            prev = levels[-1]
+            nxt: list[bytes | None] = [
+                merkle.node_hash(a, b) if a is not None and b is not None else None
+                for a, b in zip(prev[0::2], prev[1::2], strict=False)
+            ]
+            for (lv, ix), h in frontier.items():
+                if lv == n:
+                    nxt[ix] = h
+            levels.append(nxt)
+            n += 1
+        self.levels = levels  # type: ignore[assignment]
+
+    def root(self, size: int) -> bytes | None:
+        nodes = []
+        for lv, ix in merkle.decompose(size):
+            h = self.levels[lv][ix]
+            if h is None:
+                return None
+            nodes.append(h)
+        return merkle.fold(nodes)
+
+
+def verify_database(
+    path: Path, key: VerifierKey | None = None, external: Sequence[tuple[str, str]] = ()
+) -> Report:
+    """Verify the log at `path`. `key` is the node's verifier key kept apart from the log (without it the key
+    recorded in the database is used, and a warning says so). `external` are (label, signed note) pairs of
+    checkpoints kept elsewhere (a gate's last receipt, the central store, an auditor's copy)."""
+    if not Path(path).is_file():
+        raise AuditLogError(f"{path}: no audit database")
+    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    try:
+        return _verify(conn, key, external)
+    except sqlite3.DatabaseError as exc:
+        raise AuditLogError(f"{path}: not a readable audit database ({exc})") from None
+    finally:
+        conn.close()
+
+
+def _verify(conn: sqlite3.Connection, key: VerifierKey | None, external: Sequence[tuple[str, str]]) -> Report:
+    node_id = read_meta(conn, "node_id")
+    if node_id is None:
+        raise AuditLogError("not an audit database (no node id)")
+    report = Report(node_id)
+    if key is None:
+        stored = read_meta(conn, "vkey")
+        if stored is None:
+            raise AuditLogError("no verifier key given and none recorded")
+        key = VerifierKey.decode(stored)
+        report.add("key-from-log", "verifier key read from the log itself; pass --key for an independent check",
+                   WARNING)
+    elif key.name != key_name(node_id):
+        report.add("wrong-key", f"verifier key {key.name} is not the key of node {node_id}")
+    pruned, frontier = read_pruned(conn)
+    report.pruned = pruned
+    recorded_size = int(read_meta(conn, "size") or "0")
+
+    rows = conn.execute("SELECT idx, body, leaf FROM entries ORDER BY idx").fetchall()
+    idxs: list[int] = [r[0] for r in rows]
+    bodies: list[bytes] = [r[1] for r in rows]
+    stored_leaves: list[bytes] = [r[2] for r in rows]
+    del rows
+    report.entries = len(idxs)
+    last = idxs[-1] + 1 if idxs else pruned
+
+    # Deleted entries: holes in the index sequence; truncation: fewer entries than the writer recorded.
+    if idxs != list(range(pruned, pruned + len(idxs))):
+        present = set(idxs)
+        missing = [i for i in range(pruned, last) if i not in present]
+        if missing:
+            report.add("deleted", f"entries {_ranges(missing)} deleted (gap in the log)")
+        before = [i for i in idxs if i < pruned]
+        if before:
+            report.add("unexpected", f"entries {_ranges(before)} present although pruned")
+    if recorded_size > last:
+        report.add("truncated", f"tail truncated: entries {_ranges(range(last, recorded_size))} missing "
+                   f"(the writer recorded {recorded_size} entries)")
+    elif recorded_size < last:
+        report.add("unexpected", f"entries beyond the recorded size {recorded_size} (up to {last - 1})")
+
+    # Modified entries: content no longer hashes to the recorded leaf.
+    leaves = merkle.leaf_hashes(bodies)
+    if leaves != stored_leaves:
+        modified = [idx for idx, a, b in zip(idxs, leaves, stored_leaves, strict=True) if a != b]
+        report.add("modified", f"entries {_ranges(modified)} modified: content does not match its recorded hash")
+
+    # Reordered entries: every entry carries its own index (`{"idx":N,...`, canonical encoding).
+    claimed = [_claimed_index(b) for b in bodies]
+    if claimed != idxs:
+        moved = {idx: c for idx, c in zip(idxs, claimed, strict=True) if idx != c}
+        swaps = sorted({tuple(sorted((a, b))) for a, b in moved.items() if moved.get(b) == a})
+        for a, b in swaps:
+            report.add("reordered", f"entries {a} and {b} swapped")
+        others = [a for a in moved if not any(a in s for s in swaps)]
+        if others:
+            report.add("reordered", f"entries at {_ranges(sorted(others))} carry another index (moved or forged)")
+
+    tree = _Tree(leaves, pruned, frontier)
+    db_size = tree.size
+
+    # Stored checkpoints: signature, then root against the tree rebuilt from content.
+    good_sizes: list[int] = []
+    stored_cps = conn.execute("SELECT size, root, note FROM checkpoints ORDER BY size").fetchall()
+    last_ok = pruned
+    for size, root, note in stored_cps:
+        try:
+            cp = parse_checkpoint(str(note), key)
+        except CheckpointError as exc:
+            report.add("bad-signature", f"checkpoint at size {size}: {exc}")
+            continue
+        if cp.size != size or cp.root != bytes(root) or cp.origin != origin(node_id):
+            report.add("bad-checkpoint", f"checkpoint row at size {size} does not match its signed note")
+            continue
+        report.checkpoints_checked += 1
+        if report.latest is None or cp.size >= report.latest.size:
+            report.latest = cp
+        if cp.size < pruned:
+            continue  # before the pruned prefix: nothing left to compare
+        if cp.size > db_size:
+            report.add("truncated", f"signed checkpoint of {_fmt_time(cp.time_ms)} covers {cp.size} entries, "
+                       f"the log holds {db_size}: entries {_ranges(range(db_size, cp.size))} lost")
+            continue
+        computed = tree.root(cp.size)
+        if computed is None:
+            report.add("pruned-frontier", f"checkpoint at size {cp.size}: pruned hashes missing")
+        elif computed != cp.root:
+            report.add("root-mismatch", f"checkpoint at size {cp.size} ({_fmt_time(cp.time_ms)}) does not match "
+                       f"the log: content of entries {last_ok}-{cp.size - 1} altered")
+        else:
+            good_sizes.append(cp.size)
+            last_ok = cp.size
+
+    # Checkpoints kept elsewhere: the only defence against roll-back and tail truncation with cover-up.
+    for label, note in external:
+        try:
+            cp = parse_checkpoint(note, key)
+        except CheckpointError as exc:
+            report.add("bad-signature", f"checkpoint {label}: {exc}")
+            continue
+        if cp.origin != origin(node_id):
+            report.add("wrong-log", f"checkpoint {label} is for {cp.origin}, not {origin(node_id)}")
+            continue
+        report.checkpoints_checked += 1
+        if cp.size > db_size:
+            latest = report.latest
+            if recorded_size >= cp.size or (latest is not None and latest.size > db_size):
+                report.add("truncated", f"tail truncated: checkpoint {label} covers {cp.size} entries, "
+                           f"the log holds {db_size}")
+            else:
+                held = "no checkpoint" if latest is None else (
+                    f"its latest checkpoint is size {latest.size} of {_fmt_time(latest.time_ms)}")
+                report.add("rolled-back", f"database rolled back to an older copy: it holds {db_size} entries and "
+                           f"{held}, but checkpoint {label} of {_fmt_time(cp.time_ms)} covers {cp.size}")
+            continue
+        if cp.size < pruned:
+            continue
+        computed = tree.root(cp.size)
+        if computed is not None and computed != cp.root:
+            report.add("root-mismatch", f"the log does not match checkpoint {label} at size {cp.size}: "
+                       "history rewritten")
+        if report.latest is None or cp.size > report.latest.size:
+            report.latest = cp
+
+    covered = max(good_sizes, default=pruned)
+    if db_size > covered and report.ok:
+        report.add("unsigned-tail", f"entries {_ranges(range(covered, db_size))} not yet covered by a signed "
+                   "checkpoint", WARNING)
+    return report
+
+
+def _claimed_index(body: bytes) -> int:
+    if not body.startswith(b'{"idx":'):
+        return -1
+    end = body.find(b",", 7)
+    try:
+        return int(body[7:end])
+    except ValueError:
+        return -1
