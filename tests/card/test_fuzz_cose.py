@@ -19,7 +19,10 @@ from card.keystore import KeyStore
 from card.sealed import CardBinding, GateTrust, TemplateHeader, seal, unseal
 
 NOW = datetime(2026, 6, 1, 12, 0, 0, tzinfo=UTC)
-FUZZ = settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+# database=None: nothing from the fuzzing is written to disk
+FUZZ = settings(
+    max_examples=400, deadline=None, database=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 
 
 class Sample:
@@ -78,9 +81,7 @@ def test_random_bytes_after_a_cose_encrypt_prefix(sample: Sample, data: bytes) -
 @FUZZ
 @given(
     edits=st.lists(
-        st.tuples(
-            st.integers(min_value=0), st.sampled_from(["set", "insert", "delete"]), st.integers(0, 255)
-        ),
+        st.tuples(st.integers(min_value=0), st.sampled_from(["set", "insert", "delete"]), st.integers(0, 255)),
         min_size=1,
         max_size=6,
     )

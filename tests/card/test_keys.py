@@ -216,3 +216,16 @@ def test_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert (keystore / "management.secret").read_bytes().hex() not in out
     assert "PRIVATE KEY" not in out
     assert os.path.isfile(tmp_path / "gate" / "ca.crt")
+
+
+def test_cli_corrupt_keystore_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    home = tmp_path / "home"
+    assert cli_main(["--home", str(home), "keys", "init"]) == ExitCode.OK
+    (home / "keys" / "ca.crt").write_text("not a certificate")
+    capsys.readouterr()
+    assert cli_main(["--home", str(home), "keys", "show"]) == ExitCode.KEYS
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "unreadable certificate" in err and "Traceback" not in err
+    (home / "keys" / "management.secret").unlink()
+    assert cli_main(["--home", str(home), "keys", "issue-station", "../x"]) == ExitCode.KEYS
+    assert "invalid station name" in capsys.readouterr().err
