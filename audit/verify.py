@@ -54,7 +54,8 @@ class Report:
         cp = "no checkpoint"
         if self.latest is not None:
             when = datetime.fromtimestamp(self.latest.time_ms / 1000, UTC).isoformat(timespec="seconds")
-            cp = f"latest checkpoint size {self.latest.size} at {when}, root {base64.b64encode(self.latest.root).decode()}"
+            root = base64.b64encode(self.latest.root).decode()
+            cp = f"latest checkpoint size {self.latest.size} at {when}, root {root}"
         return (
             f"audit log of node {self.node_id}: {self.entries} entries ({self.pruned} pruned), "
             f"{self.checkpoints_checked} signed checkpoints verified; {cp}"
