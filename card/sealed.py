@@ -240,13 +240,13 @@ class TemplateHeader:
         object.__setattr__(self, "expires", _utc_seconds(self.expires, "expires"))
         for name in ("format_owner", "format_type"):
             value = getattr(self, name)
-            if not isinstance(value, int) or not 0 <= value <= 0xFFFF:
+            if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= 0xFFFF:
                 raise ValueError(f"{name} must be a 16-bit unsigned integer")
         for name in ("extractor", "model_version", "visitor_category"):
             value = getattr(self, name)
             if not isinstance(value, str) or not 0 < len(value) <= MAX_TEXT:
                 raise ValueError(f"{name} must be a non-empty string of at most {MAX_TEXT} characters")
-        if not isinstance(self.quality, int) or not 0 <= self.quality <= 100:
+        if not isinstance(self.quality, int) or isinstance(self.quality, bool) or not 0 <= self.quality <= 100:
             raise ValueError("quality must be 0..100")
         if not isinstance(self.holder_ref, bytes) or not 0 < len(self.holder_ref) <= MAX_HOLDER_REF:
             raise ValueError(f"holder_ref must be 1..{MAX_HOLDER_REF} bytes")

@@ -342,6 +342,7 @@ def test_header_validation() -> None:
     good = _header()
     for change in (
         {"quality": 101},
+        {"quality": True},
         {"format_owner": 0x10000},
         {"extractor": ""},
         {"holder_ref": b""},
