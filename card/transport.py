@@ -253,9 +253,9 @@ class _Worker:
     them."""
 
     def __init__(self) -> None:
-        self._jobs: queue.SimpleQueue[
-            tuple[Callable[[], Any], queue.SimpleQueue[tuple[bool, Any]]] | None
-        ] = queue.SimpleQueue()
+        self._jobs: queue.SimpleQueue[tuple[Callable[[], Any], queue.SimpleQueue[tuple[bool, Any]]] | None] = (
+            queue.SimpleQueue()
+        )
         self._thread = threading.Thread(target=self._run, name="pcsc-worker", daemon=True)
         self._thread.start()
 
@@ -342,9 +342,7 @@ class PcscConnection:
         self.atr = self._worker.call(status, end, "card status")
         self.reader = name
         self.atr_info = parse_atr(self.atr)
-        self.extended_length = (
-            self.atr_info.extended_length if self._extended_pref is None else self._extended_pref
-        )
+        self.extended_length = self.atr_info.extended_length if self._extended_pref is None else self._extended_pref
 
     def _abandon(self) -> None:
         # The worker may be stuck inside pcscd with the context's lock held: never touch either again.
@@ -410,6 +408,9 @@ class PcscConnection:
         def exchange() -> bytes:
             hresult, response = scard.SCardTransmit(hcard, pci, command)
             _check(hresult, "transmit")
+            if not response:
+                # vpcd/pcscd report success with no bytes when the card went away mid-command
+                raise CardRemovedError("card gave no answer (removed mid-command)")
             return bytes(response)
 
         if deadline is None:

@@ -89,6 +89,10 @@ def virtual_card_factory(pcscd: PcscDaemon, tmp_path_factory: pytest.TempPathFac
         return card
 
     yield make
+    # kill every process first (by PID), then wait for the readers to empty, so one failure cannot leave
+    # a card running into the next test
+    for card in made:
+        card.kill()
     for card in made:
         card.stop()
 
@@ -177,3 +181,24 @@ def personalise_virtual_card(card: VirtualCardProcess, ca: ThrowawayCa) -> Perso
 @pytest.fixture
 def personalised_card(virtual_card_factory: MakeCard, throwaway_ca: ThrowawayCa) -> PersonalisedVirtualCard:
     return personalise_virtual_card(virtual_card_factory(), throwaway_ca)
+
+
+class Recorder:
+    """Wraps a connection's raw exchange to see (and optionally rewrite) what really crossed PC/SC."""
+
+    def __init__(self, conn: transport.PcscConnection) -> None:
+        self.sent: list[bytes] = []
+        self.received: list[bytes] = []
+        self.rewrite: dict[bytes, bytes] = {}  # APDU prefix -> response to hand back instead
+        inner = conn.transmit_raw
+
+        def spy(apdu: bytes, deadline: float | None = None) -> bytes:
+            self.sent.append(apdu)
+            response = inner(apdu, deadline)
+            for prefix, replacement in self.rewrite.items():
+                if apdu.startswith(prefix):
+                    response = replacement
+            self.received.append(response)
+            return response
+
+        conn.transmit_raw = spy  # type: ignore[method-assign]

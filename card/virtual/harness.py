@@ -194,6 +194,11 @@ class VirtualCardProcess:
         self.proc = None
         self.wait_empty()
 
+    def kill(self) -> None:
+        """Stop the process by PID without waiting for the reader (teardown of several cards)."""
+        if self.proc is not None:
+            _stop_pid(self.proc)
+
     def wait_empty(self) -> None:
         with contextlib.suppress(transport.PcscUnavailableError):  # no pcscd: no reader to be non-empty
             transport.wait_for_removal(self.reader_name, timeout=self.timeout)
@@ -217,7 +222,5 @@ class VirtualCardProcess:
     def __enter__(self) -> VirtualCardProcess:
         return self.insert()
 
-    def __exit__(
-        self, t: type[BaseException] | None, v: BaseException | None, tb: TracebackType | None
-    ) -> None:
+    def __exit__(self, t: type[BaseException] | None, v: BaseException | None, tb: TracebackType | None) -> None:
         self.stop()
