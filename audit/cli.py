@@ -133,5 +133,28 @@ def register(subparsers: Any) -> None:
         extra(sub)
 
 
+def cmd_ship(args: argparse.Namespace) -> int:
+    from audit.ship import ShipError, ShipRejected, ship
+
+    with _open_log(args) as log:
+        log.checkpoint()  # cover everything written so far, so all of it can ship
+    try:
+        result = ship(_db(args), args.dsn, max_batch=args.batch)
+    except ShipRejected as exc:
+        raise CliError(f"shipment refused: {exc}", ExitCode.AUDIT) from None
+    except ShipError as exc:
+        raise CliError(f"{exc} (run again to resume)", ExitCode.FAILURE) from None
+    print(f"shipped {result.shipped} entries of node {result.node_id}; central store holds {result.central_size}")
+    return int(ExitCode.OK)
+
+
+def _register_ship(sub: Any) -> None:
+    p = sub.add_parser("ship", help="ship the log to the central PostgreSQL store (idempotent, resumable)")
+    _add_common(p)
+    p.add_argument("--dsn", required=True, help="PostgreSQL connection string of the central store")
+    p.add_argument("--batch", type=int, default=5000, help="entries per transaction (ends on a checkpoint)")
+    p.set_defaults(handler=cmd_ship)
+
+
 # Later sub-commands register here (ship, purge, export, verify-export) to keep this module flat.
-_EXTRA: list[Callable[[Any], None]] = []
+_EXTRA: list[Callable[[Any], None]] = [_register_ship]

@@ -247,11 +247,12 @@ class AuditLog:
                 rows.append((idx, ts, event.TYPE, body, leaf))
                 nodes.extend(made[1:])
                 indices.append(idx)
+                # Checkpoints fall on every interval even inside a big batch (shipping cuts chunks on them).
+                if self._range.size - max(self._last_checkpoint, 0) >= self.checkpoint_every:
+                    self._write_checkpoint(ts)
             conn.executemany("INSERT INTO entries(idx, ts_ms, type, body, leaf) VALUES (?,?,?,?,?)", rows)
             conn.executemany("INSERT INTO nodes(level, idx, hash) VALUES (?,?,?)", nodes)
             conn.execute("UPDATE meta SET value=? WHERE key='size'", (str(self._range.size),))
-            if self._range.size - max(self._last_checkpoint, 0) >= self.checkpoint_every:
-                self._write_checkpoint(ts)
             conn.execute("COMMIT")
         except BaseException:
             if conn.in_transaction:

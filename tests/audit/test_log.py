@@ -24,11 +24,11 @@ def test_append_returns_indices_and_persists(tmp_path: Path) -> None:
         assert log.append(gate_event(25)) == 25
         rec = log.entry(3).record()
         assert rec["idx"] == 3 and rec["type"] == "gate.decision" and rec["node"] == "gate-07"
-        # A batch crossing the interval is checkpointed once, at its end.
-        assert [s for s, _, _ in log.checkpoints()] == [25]
+        # Checkpoints fall on the interval, inside a batch too.
+        assert [s for s, _, _ in log.checkpoints()] == [10, 20, 25]
     with AuditLog.open(db, "gate-07") as log:
         notes = log.checkpoints()
-    assert [s for s, _, _ in notes] == [25, 26]  # close() signed the tail
+    assert [s for s, _, _ in notes] == [10, 20, 25, 26]  # close() signed the tail
     vkey = load_verifier(key.with_name(key.name + ".pub"))
     cp = parse_checkpoint(notes[-1][2], vkey)
     assert cp.size == 26

@@ -1,0 +1,207 @@
+"""Shipping a node's log to the central PostgreSQL store.
+
+Each node's chain is checked on arrival against the *central* copy's own state, never the node's word: under a
+row lock on the node, the central frontier (compact range) is extended with the hashes of the shipped entries'
+content, and the result must equal the root of a checkpoint signed by the node key pinned at first contact.
+A shipment that does not extend the central tree consistently is refused whole.
+
+One transaction per chunk (ending on a signed checkpoint): a failure (network, server restart, process killed)
+rolls back at most the chunk in flight; the next run resumes from the central size, so re-shipping adds nothing.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import psycopg
+
+from audit import merkle
+from audit.checkpoint import CheckpointError, VerifierKey, parse_checkpoint
+from audit.log import AuditLogError, read_meta, read_pruned
+from audit.verify import _claimed_index
+
+_SCHEMA_LOCK = 9162_0001
+_SCHEMA = [
+    """CREATE TABLE IF NOT EXISTS audit_nodes(
+        node_id TEXT PRIMARY KEY, vkey TEXT NOT NULL, size BIGINT NOT NULL, frontier BYTEA NOT NULL,
+        pruned_size BIGINT NOT NULL DEFAULT 0, checkpoint TEXT, updated_at TIMESTAMPTZ NOT NULL DEFAULT now())""",
+    """CREATE TABLE IF NOT EXISTS audit_entries(
+        node_id TEXT NOT NULL REFERENCES audit_nodes(node_id), idx BIGINT NOT NULL, ts_ms BIGINT NOT NULL,
+        type TEXT NOT NULL, body BYTEA NOT NULL, leaf BYTEA NOT NULL, PRIMARY KEY(node_id, idx))""",
+    "CREATE INDEX IF NOT EXISTS audit_entries_ts ON audit_entries(node_id, ts_ms)",
+    """CREATE TABLE IF NOT EXISTS audit_checkpoints(
+        node_id TEXT NOT NULL REFERENCES audit_nodes(node_id), size BIGINT NOT NULL, note TEXT NOT NULL,
+        PRIMARY KEY(node_id, size))""",
+]
+
+
+class ShipError(Exception):
+    """Shipping could not complete (server unreachable, connection lost). Safe to run again."""
+
+
+class ShipRejected(ShipError):
+    """The central store refused the shipment: it does not extend the node's known tree consistently."""
+
+
+@dataclass(frozen=True)
+class ShipResult:
+    node_id: str
+    shipped: int
+    central_size: int
+    chunks: int
+
+
+def ensure_schema(conn: psycopg.Connection[Any]) -> None:
+    with conn.transaction():
+        conn.execute("SELECT pg_advisory_xact_lock(%s)", (_SCHEMA_LOCK,))
+        for stmt in _SCHEMA:
+            conn.execute(stmt)
+
+
+def _frontier_bytes(nodes: list[bytes]) -> bytes:
+    return b"".join(nodes)
+
+
+def _frontier_list(blob: bytes) -> list[bytes]:
+    return [bytes(blob[i : i + 32]) for i in range(0, len(blob), 32)]
+
+
+def ship(
+    db: Path,
+    dsn: str,
+    *,
+    max_batch: int = 5000,
+    on_commit: Callable[[int], None] | None = None,
+    connect_timeout: int = 5,
+) -> ShipResult:
+    """Ship every checkpointed entry of the local log at `db` that the central store does not hold yet."""
+    local = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+    try:
+        node_id = read_meta(local, "node_id")
+        vkey_text = read_meta(local, "vkey")
+        if node_id is None or vkey_text is None:
+            raise AuditLogError(f"{db}: not an audit database")
+        try:
+            conn = psycopg.connect(dsn, connect_timeout=connect_timeout, autocommit=True)
+        except psycopg.Error as exc:
+            raise ShipError(f"central store unreachable: {_one_line(exc)}") from None
+        try:
+            with conn:
+                ensure_schema(conn)
+                return _ship(local, conn, node_id, vkey_text, max_batch, on_commit)
+        except psycopg.Error as exc:
+            raise ShipError(f"connection to the central store lost: {_one_line(exc)}") from None
+    finally:
+        local.close()
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split())[:200]
+
+
+def _ship(
+    local: sqlite3.Connection,
+    conn: psycopg.Connection[Any],
+    node_id: str,
+    vkey_text: str,
+    max_batch: int,
+    on_commit: Callable[[int], None] | None,
+) -> ShipResult:
+    with conn.transaction():
+        conn.execute(
+            "INSERT INTO audit_nodes(node_id, vkey, size, frontier) VALUES (%s, %s, 0, '') "
+            "ON CONFLICT (node_id) DO NOTHING",
+            (node_id, vkey_text),
+        )
+    row = conn.execute("SELECT vkey FROM audit_nodes WHERE node_id=%s", (node_id,)).fetchone()
+    assert row is not None
+    if row[0] != vkey_text:
+        raise ShipRejected(f"node {node_id}: checkpoint key differs from the key pinned by the central store")
+    key = VerifierKey.decode(str(row[0]))
+    pruned, pruned_nodes = read_pruned(local)
+
+    # Signed checkpoints of the local log, verified with the *pinned* key.
+    checkpoints: dict[int, tuple[bytes, str]] = {}
+    for size, note in local.execute("SELECT size, note FROM checkpoints ORDER BY size"):
+        try:
+            cp = parse_checkpoint(str(note), key)
+        except CheckpointError as exc:
+            raise ShipRejected(f"local checkpoint at size {size}: {exc}") from None
+        checkpoints[cp.size] = (cp.root, str(note))
+
+    shipped = chunks = 0
+    while True:
+        with conn.transaction():
+            cur = conn.execute(
+                "SELECT size, frontier, pruned_size FROM audit_nodes WHERE node_id=%s FOR UPDATE", (node_id,)
+            )
+            central = cur.fetchone()
+            assert central is not None
+            start, frontier = int(central[0]), _frontier_list(bytes(central[1]))
+            targets = sorted(s for s in checkpoints if s > start)
+            if not targets:
+                return ShipResult(node_id, shipped, start, chunks)
+            end = targets[0]
+            for s in targets:
+                if s - start > max_batch:
+                    break
+                end = s
+            if start < pruned:
+                if start != 0 or pruned not in checkpoints:
+                    raise ShipRejected(f"entries {start}-{pruned - 1} were pruned locally before being shipped")
+                # First contact after a local purge: start from the pruned prefix's signed frontier.
+                frontier = [pruned_nodes[p] for p in merkle.decompose(pruned)]
+                if merkle.fold(frontier) != checkpoints[pruned][0]:
+                    raise ShipRejected("local pruned frontier does not match its signed checkpoint")
+                conn.execute(
+                    "UPDATE audit_nodes SET pruned_size=%s WHERE node_id=%s", (pruned, node_id)
+                )
+                start = pruned
+                end = max(end, pruned)
+            rng = merkle.CompactRange(start, frontier)
+            rows = local.execute(
+                "SELECT idx, ts_ms, type, body, leaf FROM entries WHERE idx >= ? AND idx < ? ORDER BY idx",
+                (start, end),
+            ).fetchall()
+            if [r[0] for r in rows] != list(range(start, end)):
+                raise ShipRejected(f"local log is missing entries in {start}-{end - 1}")
+            for idx, _ts, _type, body, leaf in rows:
+                computed = merkle.leaf_hash(body)
+                if computed != leaf or _claimed_index(body) != idx:
+                    raise ShipRejected(f"entry {idx}: content does not match its hash or its place")
+                rng.append(computed)
+            if end > start and rng.root() != checkpoints[end][0]:
+                raise ShipRejected(
+                    f"shipment {start}-{end - 1} does not extend the central tree of size {start} "
+                    f"to the node's signed checkpoint at size {end} (history rewritten?)"
+                )
+            with conn.cursor() as c, c.copy(
+                "COPY audit_entries(node_id, idx, ts_ms, type, body, leaf) FROM STDIN"
+            ) as copy:
+                for idx, ts, typ, body, leaf in rows:
+                    copy.write_row((node_id, idx, ts, typ, body, leaf))
+            conn.cursor().executemany(
+                "INSERT INTO audit_checkpoints(node_id, size, note) VALUES (%s, %s, %s) ON CONFLICT DO NOTHING",
+                [(node_id, s, checkpoints[s][1]) for s in targets if s <= end],
+            )
+            conn.execute(
+                "UPDATE audit_nodes SET size=%s, frontier=%s, checkpoint=%s, updated_at=now() WHERE node_id=%s",
+                (end, _frontier_bytes(rng.nodes), checkpoints[end][1], node_id),
+            )
+        shipped += len(rows)
+        chunks += 1
+        if on_commit is not None:
+            on_commit(end)
+
+
+def central_state(dsn: str, node_id: str) -> tuple[int, bytes] | None:
+    """(size, root) the central store holds for `node_id`, or None if it has never received it."""
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        row = conn.execute("SELECT size, frontier FROM audit_nodes WHERE node_id=%s", (node_id,)).fetchone()
+    if row is None:
+        return None
+    return int(row[0]), merkle.fold(_frontier_list(bytes(row[1])))

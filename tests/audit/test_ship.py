@@ -1,0 +1,123 @@
+"""Shipping to a real PostgreSQL: idempotent, resumable across a server restart, chain checked on arrival."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import psycopg
+import pytest
+from audit_helpers import gate_event
+from conftest import PgServer
+
+from audit import AuditLog, merkle
+from audit.ship import ShipError, ShipRejected, central_state, ship
+from cardbound.cli import main
+from cardbound.errors import ExitCode
+
+NODE = "gate-07"
+
+
+def _log(home: Path, start: int, n: int, every: int = 100) -> Path:
+    with AuditLog.open_station(home, NODE, checkpoint_every=every) as log:
+        log.append_many([gate_event(i) for i in range(start, start + n)])
+    return home / "audit" / "audit.sqlite3"
+
+
+def _central(dsn: str) -> list[tuple[int, bytes]]:
+    with psycopg.connect(dsn) as conn:
+        return [(int(i), bytes(b)) for i, b in conn.execute(
+            "SELECT idx, body FROM audit_entries WHERE node_id=%s ORDER BY idx", (NODE,))]
+
+
+def _local(db: Path) -> list[tuple[int, bytes]]:
+    conn = sqlite3.connect(db)
+    try:
+        return [(int(i), bytes(b)) for i, b in conn.execute("SELECT idx, body FROM entries ORDER BY idx")]
+    finally:
+        conn.close()
+
+
+def test_ship_is_idempotent_and_incremental(tmp_path: Path, pg_dsn: str, capsys: pytest.CaptureFixture[str]) -> None:
+    db = _log(tmp_path, 0, 250)
+    assert main(["--home", str(tmp_path), "audit", "ship", "--dsn", pg_dsn]) == 0
+    assert "shipped 250 entries" in capsys.readouterr().out
+    assert main(["--home", str(tmp_path), "audit", "ship", "--dsn", pg_dsn]) == 0
+    assert "shipped 0 entries of node gate-07; central store holds 250" in capsys.readouterr().out
+    _log(tmp_path, 250, 30)
+    assert main(["--home", str(tmp_path), "audit", "ship", "--dsn", pg_dsn]) == 0
+    assert _central(pg_dsn) == _local(db)
+    with AuditLog.open_station(tmp_path, NODE) as log:
+        assert central_state(pg_dsn, NODE) == (280, log.root())
+
+
+def test_server_restart_mid_shipment_loses_and_duplicates_nothing(
+    tmp_path: Path, pg_server: PgServer
+) -> None:
+    dsn = pg_server.create_db()
+    db = _log(tmp_path, 0, 3000, every=50)
+    stopped: list[int] = []
+
+    def stop_server_after_some_chunks(size: int) -> None:
+        # The shipper has committed a chunk and still holds its session: the server goes down under it.
+        if size >= 600 and not stopped:
+            stopped.append(size)
+            pg_server.stop()
+
+    try:
+        with pytest.raises(ShipError, match="lost|unreachable"):
+            ship(db, dsn, max_batch=50, on_commit=stop_server_after_some_chunks)
+    finally:
+        pg_server.start()
+    assert stopped == [600]
+    partial = _central(dsn)
+    assert 600 <= len(partial) < 3000
+    assert [i for i, _ in partial] == list(range(len(partial)))
+    result = ship(db, dsn, max_batch=500)
+    assert result.shipped == 3000 - len(partial)
+    assert _central(dsn) == _local(db)  # nothing lost, nothing duplicated
+    assert ship(db, dsn).shipped == 0
+    with AuditLog.open_station(tmp_path, NODE) as log:
+        assert central_state(dsn, NODE) == (3000, log.root())
+
+
+def test_unreachable_server_is_one_clear_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    _log(tmp_path, 0, 5)
+    rc = main(["--home", str(tmp_path), "audit", "ship", "--dsn", "host=127.0.0.1 port=1 user=x connect_timeout=2"])
+    assert rc == ExitCode.FAILURE
+    err = capsys.readouterr().err
+    assert "central store unreachable" in err and "run again to resume" in err and "Traceback" not in err
+
+
+def test_rewritten_history_is_refused_on_arrival(tmp_path: Path, pg_dsn: str) -> None:
+    db = _log(tmp_path, 0, 200)
+    ship(db, pg_dsn)
+    # The node's database is replaced by a different history signed with the same key (e.g. restored and
+    # re-written): its new checkpoints do not extend what the centre already holds.
+    conn = sqlite3.connect(db, isolation_level=None)
+    body = conn.execute("SELECT body FROM entries WHERE idx=151").fetchone()[0]
+    forged = body.replace(b'"granted"', b'"refused"').replace(b'"match"', b'"no-match"')
+    assert forged != body
+    conn.execute("UPDATE entries SET body=?, leaf=? WHERE idx=151", (forged, merkle.leaf_hash(forged)))
+    conn.close()
+    with AuditLog.open_station(tmp_path, NODE, checkpoint_every=100) as log:
+        # Rebuild the node's stored tree so the forger's log is internally consistent, then extend it.
+        leaves = [e.leaf for e in log.entries()]
+        levels = merkle.build_levels(leaves)
+        log.connection.execute("DELETE FROM nodes")
+        log.connection.executemany(
+            "INSERT INTO nodes(level, idx, hash) VALUES (?,?,?)",
+            [(lv, ix, h) for lv in range(1, len(levels)) for ix, h in enumerate(levels[lv])],
+        )
+        log.connection.execute("DELETE FROM checkpoints WHERE size > 100")
+    with AuditLog.open_station(tmp_path, NODE, checkpoint_every=100) as log:
+        log.append_many([gate_event(i) for i in range(200, 300)])
+    with pytest.raises(ShipRejected, match="does not extend the central tree of size 200"):
+        ship(db, pg_dsn)
+    assert len(_central(pg_dsn)) == 200
+
+
+def test_other_key_for_known_node_refused(tmp_path: Path, pg_dsn: str) -> None:
+    ship(_log(tmp_path / "a", 0, 10), pg_dsn)
+    with pytest.raises(ShipRejected, match="pinned"):
+        ship(_log(tmp_path / "b", 0, 10), pg_dsn)
