@@ -1,24 +1,25 @@
-"""Fixtures for the audit tests. This folder is put on sys.path so `audit_helpers` (unique name) imports."""
+"""Fixtures for the audit tests: a real PostgreSQL server (session) and a fresh database per test.
+
+This folder is put on sys.path so the helper modules (`audit_helpers`, `audit_writer`; unique names) import.
+"""
 
 from __future__ import annotations
-
-import sys
-from pathlib import Path
-
-HERE = Path(__file__).resolve().parent
-if str(HERE) not in sys.path:
-    sys.path.insert(0, str(HERE))
-
 
 import shutil
 import socket
 import subprocess
+import sys
 import tempfile
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
+
+HERE = Path(__file__).resolve().parent
+if str(HERE) not in sys.path:
+    sys.path.insert(0, str(HERE))
 
 PG_BIN = Path("/usr/lib/postgresql/15/bin")
 
