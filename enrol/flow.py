@@ -184,7 +184,7 @@ def enrol(
                 station_id=request.station,
                 operator_id=request.operator,
                 session_id=session_id,
-                reason_code=err.failure.value,
+                reason_code=err.failure.value.lower(),
                 card_id=card_id,
                 duration_ms=int((time.perf_counter() - t_start) * 1000),
             )
@@ -279,7 +279,7 @@ def enrol(
                 operator_id=request.operator,
                 card_id=card_id,
                 previous_card_id=card_id,
-                reason_code="RE_ENROLMENT",
+                reason_code="re_enrolment",
             )
         )
     if destroyed:

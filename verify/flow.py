@@ -114,7 +114,7 @@ class Gate:
                 gate_id=self.gate_id,
                 card_id=d.card_id,
                 decision="granted" if d.accepted else "refused",
-                reason_code=d.reason.value,
+                reason_code=d.reason.value.lower(),
                 security_level=d.security_level or 1,
                 total_ms=int(t.get("total", 0.0)),
                 card_ms=int(card_ms) if card_ms else None,
