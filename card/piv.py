@@ -21,7 +21,15 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
 from card import tlv
-from card.apdu import EXTENDED_LE_MAX, ApduConnection, CommandApdu, NotFoundError, VerifyError, error_for_sw
+from card.apdu import (
+    EXTENDED_LE_MAX,
+    SHORT_LE_MAX,
+    ApduConnection,
+    CommandApdu,
+    NotFoundError,
+    VerifyError,
+    error_for_sw,
+)
 
 PIV_AID = bytes.fromhex("A000000308000010000100")
 
@@ -232,7 +240,7 @@ class PivSession:
 
     def select(self) -> bytes:
         """SELECT the PIV application; returns the Application Property Template (61)."""
-        return self._send(Ins.SELECT, 0x04, 0x00, PIV_AID, EXTENDED_LE_MAX)
+        return self._send(Ins.SELECT, 0x04, 0x00, PIV_AID, SHORT_LE_MAX)
 
     def get_data(self, object_id: int) -> bytes:
         """GET DATA: the object's content (inside tag 53). NotFoundError (6A82) when the object is absent."""
@@ -259,9 +267,7 @@ class PivSession:
             tlv.encode(TAG_OBJ_ID, tlv.encode_tag(object_id)) + tlv.encode(TAG_DATA, data),
         )
 
-    def authenticate(
-        self, key_type: ManagementKeyType, management_key: bytes, rng: ModuleType = secrets
-    ) -> None:
+    def authenticate(self, key_type: ManagementKeyType, management_key: bytes, rng: ModuleType = secrets) -> None:
         """Mutual authentication with the card management key (9B): GENERAL AUTHENTICATE witness/challenge.
 
         Raises SecurityError when the card rejects our key, BadResponseError when the card's answer is
@@ -316,9 +322,7 @@ class PivSession:
         if len(challenge) != 32:
             raise ValueError("challenge must be 32 bytes")
         body = tlv.encode(TAG_RESPONSE, b"") + tlv.encode(TAG_CHALLENGE, challenge)
-        response = self._send(
-            Ins.GENERAL_AUTHENTICATE, key_type, slot, tlv.encode(TAG_DYN_AUTH, body), EXTENDED_LE_MAX
-        )
+        response = self._send(Ins.GENERAL_AUTHENTICATE, key_type, slot, tlv.encode(TAG_DYN_AUTH, body), SHORT_LE_MAX)
         try:
             return tlv.parse_dict(tlv.unpack(TAG_DYN_AUTH, response))[TAG_RESPONSE]
         except (tlv.TlvError, KeyError):
@@ -351,9 +355,7 @@ class PivSession:
         """RESET RETRY COUNTER with the PUK."""
         self._send(Ins.RESET_RETRY, 0x00, PinRef.PIN, _pin_block(puk) + _pin_block(new_pin))
 
-    def set_management_key(
-        self, key_type: ManagementKeyType, key: bytes, require_touch: bool = False
-    ) -> None:
+    def set_management_key(self, key_type: ManagementKeyType, key: bytes, require_touch: bool = False) -> None:
         """Replace the 9B key (Yubico INS FF; needs management key authentication first)."""
         key_type = ManagementKeyType(key_type)
         if len(key) != key_type.key_len:

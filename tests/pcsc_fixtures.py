@@ -3,7 +3,7 @@
 Fixtures for any suite that needs a card:
   pcscd                 session: a running pcscd (`card.virtual.harness.PcscDaemon`; `.owned`, `.restart()`)
   virtual_card_factory  function: `make(image=None, reader=0, faults=Faults(), t0=False, extended=True,
-                        insert=True) -> VirtualCardProcess`; every card made is stopped at teardown
+                        insert=True, fsync=True) -> VirtualCardProcess`; every card made is stopped at teardown
   virtual_card          function: a blank card (factory keys, no objects) inserted in reader 0
   card_connection       function: a `PcscConnection` to `virtual_card`
   piv_session           function: a `PivSession` on `card_connection`
@@ -42,27 +42,47 @@ LOCK_FILE = Path(os.environ.get("CARDBOUND_PCSC_LOCK", "/tmp/cardbound-pcsc.lock
 LOCK_WAIT_S = 900.0
 
 
+_lock_depth = 0  # re-entrant within this process: benchmark modules import the fixture more than once
+_lock_fd: int | None = None
+
+
+def _acquire_readers_lock() -> None:
+    global _lock_depth, _lock_fd
+    if _lock_depth == 0:
+        fd = os.open(LOCK_FILE, os.O_CREAT | os.O_RDWR, 0o666)
+        end = time.monotonic() + LOCK_WAIT_S
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > end:
+                    os.close(fd)
+                    pytest.fail(f"another test session holds {LOCK_FILE} (virtual PC/SC readers busy)")
+                time.sleep(0.2)
+        _lock_fd = fd
+    _lock_depth += 1
+
+
+def _release_readers_lock() -> None:
+    global _lock_depth, _lock_fd
+    _lock_depth -= 1
+    if _lock_depth == 0 and _lock_fd is not None:
+        fcntl.flock(_lock_fd, fcntl.LOCK_UN)
+        os.close(_lock_fd)
+        _lock_fd = None
+
+
 @pytest.fixture(scope="session")
 def pcscd() -> Iterator[PcscDaemon]:
-    fd = os.open(LOCK_FILE, os.O_CREAT | os.O_RDWR, 0o666)
-    end = time.monotonic() + LOCK_WAIT_S
-    while True:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            break
-        except BlockingIOError:
-            if time.monotonic() > end:
-                os.close(fd)
-                pytest.fail(f"another test session holds {LOCK_FILE} (virtual PC/SC readers busy)")
-            time.sleep(0.2)
+    _acquire_readers_lock()
     daemon = PcscDaemon()
     try:
         daemon.start()
         yield daemon
     finally:
         daemon.stop()
-        fcntl.flock(fd, fcntl.LOCK_UN)
-        os.close(fd)
+        _release_readers_lock()
 
 
 MakeCard = Callable[..., VirtualCardProcess]
@@ -79,10 +99,11 @@ def virtual_card_factory(pcscd: PcscDaemon, tmp_path_factory: pytest.TempPathFac
         t0: bool = False,
         extended: bool = True,
         insert: bool = True,
+        fsync: bool = True,
     ) -> VirtualCardProcess:
         if image is None:
             image = tmp_path_factory.mktemp("card") / "card.json"
-        card = VirtualCardProcess(image, reader, faults or Faults(), t0=t0, extended=extended)
+        card = VirtualCardProcess(image, reader, faults or Faults(), t0=t0, extended=extended, fsync=fsync)
         made.append(card)
         if insert:
             card.insert()

@@ -131,6 +131,7 @@ class VirtualCardProcess:
     t0: bool = False
     extended: bool = True
     timeout: float = 10.0
+    fsync: bool = True
 
     def __post_init__(self) -> None:
         self.proc: subprocess.Popen[bytes] | None = None
@@ -155,6 +156,8 @@ class VirtualCardProcess:
             cmd.append("--t0")
         if not self.extended:
             cmd.append("--no-extended")
+        if not self.fsync:
+            cmd.append("--no-fsync")
         return cmd
 
     def insert(self, faults: Faults | None = None) -> VirtualCardProcess:

@@ -31,12 +31,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--t0", action="store_true", help="behave like a T=0 card (61xx/6Cxx, no extended length)"
     )
+    parser.add_argument(
+        "--no-fsync", action="store_true", help="atomic but not fsynced image writes (benchmarks only)"
+    )
     parser.add_argument("--no-extended", action="store_true", help="do not announce extended length")
 
 
 def run(args: argparse.Namespace) -> int:
     """Raises ImageError for an unusable image; otherwise serves until SIGTERM."""
     image = CardImage.load_or_create(args.image)
+    image.durable = not args.no_fsync
     card = VirtualPivCard(image, t0=args.t0, extended=not args.no_extended)
     faults = Faults(drop_after=args.drop_after, freeze_after=args.freeze_after, delay_ms=args.delay_ms)
     return serve(card, args.reader, faults)
