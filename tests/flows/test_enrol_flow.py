@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from biometric import DESK, FaceEngine, QualityFailure, load_path
+from biometric import DESK, FaceEngine, load_path
+from biometric.capture import enrolment_template
 from card import transport
 from card.personalise import read_sealed_template
 from card.piv import PivSession
@@ -30,23 +31,11 @@ def engine() -> FaceEngine:
 
 def photo_capture(engine: FaceEngine, photos: list[Path]):  # type: ignore[no-untyped-def]
     def capture() -> CapturedTemplate:
-        samples = []
-        reasons: list[str] = []
-        for p in photos:
-            frame = load_path(p)
-            try:
-                samples.append(engine.analyse(frame))
-            except QualityFailure as exc:
-                reasons.extend(r.value for r in exc.reasons)
-            finally:
-                frame.fill(0)
-        if not samples:
-            raise CaptureRefused(EnrolFailure.QUALITY, "no photo passed the quality gate", reasons)
-        tpl = engine.reference_template(samples, num_jitters=1)
-        out = CapturedTemplate(bytearray(tpl.to_bytes()), len(samples), len(photos), 100 * len(samples) // len(photos))
-        tpl.wipe()
-        for s in samples:
-            s.wipe()
+        got = enrolment_template(engine, (load_path(p) for p in photos), num_jitters=1)
+        if got.template is None:
+            raise CaptureRefused(EnrolFailure.QUALITY, "no photo passed the quality gate", got.reasons)
+        out = CapturedTemplate(bytearray(got.template.to_bytes()), got.frames_used, got.frames_seen, got.quality)
+        got.wipe()
         return out
 
     return capture

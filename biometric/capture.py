@@ -1,0 +1,147 @@
+"""The two things a station does with frames: build an enrolment template, or measure one live probe against one
+reference. Both consume frames one at a time, wipe each as soon as it is analysed, and return only what the caller
+needs (a 512-byte template at the desk; a distance at the gate).
+
+These functions run inside the sandboxed worker (`biometric.isolation`) in production.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+
+from biometric.engine import FaceEngine, Sample
+from biometric.errors import ImageError
+from biometric.quality import DESK, GATE, QualityConfig, QualityFailure, QualityMetrics, QualityReason
+from biometric.sources import Frame
+from biometric.template import Template, compare
+from biometric.wipe import wipe
+
+
+@dataclass
+class EnrolmentCapture:
+    template: Template | None  # None when no frame passed the quality gate
+    frames_seen: int
+    frames_used: int
+    quality: int  # 0..100, for the sealed header (CBEFF quality)
+    reasons: list[str] = field(default_factory=list)  # quality reason codes of the refused frames, in order
+
+    def wipe(self) -> None:
+        if self.template is not None:
+            self.template.wipe()
+
+
+@dataclass
+class ProbeResult:
+    distance: float | None  # None: no live frame passed the quality gate in time
+    frames_seen: int
+    reasons: list[str] = field(default_factory=list)
+    capture_ms: float = 0.0
+    compare_ms: float = 0.0
+
+
+def quality_score(metrics: QualityMetrics, cfg: QualityConfig) -> int:
+    """A 0..100 summary for the CBEFF header: how far the face is inside the quality gate's limits."""
+    size = min(1.0, metrics.inter_eye_px / (2 * cfg.min_inter_eye_px))
+    pose = 1.0 - min(1.0, max(abs(metrics.yaw_deg) / cfg.max_yaw_deg, abs(metrics.roll_deg) / cfg.max_roll_deg))
+    sharp = min(1.0, metrics.sharpness / (4 * cfg.min_sharpness)) if cfg.min_sharpness > 0 else 1.0
+    return max(1, min(100, round(100 * (0.4 * size + 0.3 * pose + 0.3 * sharp))))
+
+
+def _analysed(
+    engine: FaceEngine, frames: Iterable[Frame], cfg: QualityConfig, reasons: list[str], allow_largest: bool
+) -> Iterator[Sample]:
+    for frame in frames:
+        try:
+            yield engine.analyse(frame, quality=cfg, allow_largest=allow_largest)
+        except QualityFailure as exc:
+            reasons.extend(r.value for r in exc.reasons)
+        finally:
+            wipe(frame)
+
+
+def enrolment_template(
+    engine: FaceEngine,
+    frames: Iterable[Frame],
+    *,
+    max_samples: int = 3,
+    num_jitters: int | None = None,
+    quality: QualityConfig = DESK,
+) -> EnrolmentCapture:
+    """Analyse frames until `max_samples` pass the desk quality gate (or frames run out); average their templates.
+
+    Every frame is wiped after analysis; every sample after the template is made. Image errors propagate.
+    """
+    reasons: list[str] = []
+    samples: list[Sample] = []
+    seen = 0
+    try:
+        counted = _counting(frames)
+        for sample in _analysed(engine, counted, quality, reasons, allow_largest=False):
+            samples.append(sample)
+            if len(samples) >= max_samples:
+                break
+        seen = counted.count
+        if not samples:
+            return EnrolmentCapture(None, seen, 0, 0, reasons)
+        template = engine.reference_template(samples, num_jitters=num_jitters)
+        score = round(sum(quality_score(s.quality, quality) for s in samples) / len(samples))
+        return EnrolmentCapture(template, seen, len(samples), score, reasons)
+    finally:
+        wipe(samples)
+
+
+def probe_distance(
+    engine: FaceEngine,
+    reference: Template,
+    frames: Iterable[Frame],
+    *,
+    budget_s: float = 2.0,
+    quality: QualityConfig = GATE,
+    allow_largest: bool = True,
+) -> ProbeResult:
+    """Take live frames until one passes the gate's quality check or the time budget runs out; compare that one
+    probe 1:1 with `reference`. The probe is wiped before returning; only the distance leaves."""
+    reasons: list[str] = []
+    t0 = time.perf_counter()
+    seen = 0
+    for frame in frames:
+        seen += 1
+        try:
+            sample = engine.analyse(frame, quality=quality, allow_largest=allow_largest)
+        except QualityFailure as exc:
+            reasons.extend(r.value for r in exc.reasons)
+            if time.perf_counter() - t0 > budget_s:
+                break
+            continue
+        finally:
+            wipe(frame)
+        t1 = time.perf_counter()
+        try:
+            probe = engine.probe_template(sample)
+        finally:
+            sample.wipe()
+        try:
+            distance = compare(reference, probe)
+        finally:
+            probe.wipe()
+        t2 = time.perf_counter()
+        return ProbeResult(distance, seen, reasons, (t1 - t0) * 1000, (t2 - t1) * 1000)
+    if not reasons and seen == 0:
+        reasons.append(QualityReason.NO_FACE.value)
+    return ProbeResult(None, seen, reasons, (time.perf_counter() - t0) * 1000, 0.0)
+
+
+class _counting(Iterator[Frame]):  # noqa: N801 - a tiny iterator adapter, used like a function
+    def __init__(self, frames: Iterable[Frame]) -> None:
+        self._it = iter(frames)
+        self.count = 0
+
+    def __next__(self) -> Frame:
+        frame = next(self._it)
+        self.count += 1
+        return frame
+
+
+__all__ = ["EnrolmentCapture", "ImageError", "ProbeResult", "enrolment_template", "probe_distance", "quality_score"]
