@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sqlite3
 import sys
 from collections.abc import Callable
@@ -156,5 +157,43 @@ def _register_ship(sub: Any) -> None:
     p.set_defaults(handler=cmd_ship)
 
 
+def _retention_days(args: argparse.Namespace) -> int:
+    from audit.retention import RetentionError, parse_retention
+
+    value: str | int | None = args.retention
+    if value is None:
+        home: Home = args.home_dir
+        cfg = home.config / "audit.json"
+        if cfg.is_file():
+            try:
+                value = json.loads(cfg.read_text()).get("retention_days")
+            except (ValueError, OSError, AttributeError) as exc:
+                raise CliError(f"{cfg}: unreadable ({exc.__class__.__name__})", ExitCode.CONFIG) from None
+        if value is None:
+            raise CliError(f"no retention period: pass --retention or set retention_days in {cfg}", ExitCode.CONFIG)
+    try:
+        return parse_retention(value)
+    except RetentionError as exc:
+        raise CliError(str(exc), ExitCode.CONFIG) from None
+
+
+def cmd_purge(args: argparse.Namespace) -> int:
+    from audit.retention import purge
+
+    days = _retention_days(args)
+    with _open_log(args) as log:
+        result = purge(log, days, operator_id=args.operator)
+    print(f"purged {result.removed} entries older than {days} days; log now starts at entry {result.first_kept}")
+    return int(ExitCode.OK)
+
+
+def _register_purge(sub: Any) -> None:
+    p = sub.add_parser("purge", help="remove entries older than the retention period (max 10 years)")
+    _add_common(p)
+    p.add_argument("--retention", metavar="PERIOD", help="days, or Nd / Nm / Ny (default: config/audit.json)")
+    p.add_argument("--operator", metavar="ID", help="operator id recorded in the purge event")
+    p.set_defaults(handler=cmd_purge)
+
+
 # Later sub-commands register here (ship, purge, export, verify-export) to keep this module flat.
-_EXTRA: list[Callable[[Any], None]] = [_register_ship]
+_EXTRA: list[Callable[[Any], None]] = [_register_ship, _register_purge]

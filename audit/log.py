@@ -235,24 +235,7 @@ class AuditLog:
         try:
             if int(read_meta(conn, "size") or "0") != self._range.size:
                 self._reload()
-            rows = []
-            nodes: list[tuple[int, int, bytes]] = []
-            indices = []
-            ts = self._clock()
-            for event in events:
-                idx = self._range.size
-                body = encode_entry(idx, self.node_id, ts, event)
-                leaf = merkle.leaf_hash(body)
-                made = self._range.append(leaf)
-                rows.append((idx, ts, event.TYPE, body, leaf))
-                nodes.extend(made[1:])
-                indices.append(idx)
-                # Checkpoints fall on every interval even inside a big batch (shipping cuts chunks on them).
-                if self._range.size - max(self._last_checkpoint, 0) >= self.checkpoint_every:
-                    self._write_checkpoint(ts)
-            conn.executemany("INSERT INTO entries(idx, ts_ms, type, body, leaf) VALUES (?,?,?,?,?)", rows)
-            conn.executemany("INSERT INTO nodes(level, idx, hash) VALUES (?,?,?)", nodes)
-            conn.execute("UPDATE meta SET value=? WHERE key='size'", (str(self._range.size),))
+            indices = self._append_in_txn(events)
             conn.execute("COMMIT")
         except BaseException:
             if conn.in_transaction:
@@ -260,6 +243,72 @@ class AuditLog:
             self._reload()
             raise
         return indices
+
+    def _append_in_txn(self, events: Sequence[AuditEvent]) -> list[int]:
+        rows = []
+        nodes: list[tuple[int, int, bytes]] = []
+        indices = []
+        ts = self._clock()
+        for event in events:
+            idx = self._range.size
+            body = encode_entry(idx, self.node_id, ts, event)
+            leaf = merkle.leaf_hash(body)
+            made = self._range.append(leaf)
+            rows.append((idx, ts, event.TYPE, body, leaf))
+            nodes.extend(made[1:])
+            indices.append(idx)
+            # Checkpoints fall on every interval even inside a big batch (shipping cuts chunks on them).
+            if self._range.size - max(self._last_checkpoint, 0) >= self.checkpoint_every:
+                self._write_checkpoint(ts)
+        conn = self._conn
+        conn.executemany("INSERT INTO entries(idx, ts_ms, type, body, leaf) VALUES (?,?,?,?,?)", rows)
+        conn.executemany("INSERT INTO nodes(level, idx, hash) VALUES (?,?,?)", nodes)
+        conn.execute("UPDATE meta SET value=? WHERE key='size'", (str(self._range.size),))
+        return indices
+
+    def prune(self, cut: int, audit_event: Callable[[int, int], AuditEvent] | None = None) -> int:
+        """Remove entries [pruned, cut) for retention, keeping the remainder verifiable; return entries removed.
+
+        In one transaction: sign a *pruning checkpoint* at size `cut`, keep the frontier (compact range) of
+        the removed prefix — the hashes needed so roots, inclusion and consistency proofs for the rest still
+        verify — delete the entries, and append `audit_event(removed, cut)` (the purge is itself audited).
+        Interior node hashes above the leaves are kept (hashes of hashes, no content).
+        """
+        self._check_open()
+        conn = self._conn
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            self._reload()
+            reader = TreeReader(conn)
+            if not reader.pruned_size <= cut <= self._range.size:
+                raise AuditLogError(f"cannot prune to {cut}: log holds [{reader.pruned_size}, {self._range.size})")
+            removed = cut - reader.pruned_size
+            if removed:
+                places = merkle.decompose(cut)
+                frontier = [reader.node(lv, ix) for lv, ix in places]
+                root = merkle.fold(frontier)
+                ts = self._clock()
+                note = Checkpoint(origin(self.node_id), cut, root, ts, ("pruning",)).sign(self.signer)
+                conn.execute(
+                    "INSERT OR REPLACE INTO checkpoints(size, ts_ms, root, note, kind) VALUES (?,?,?,?,?)",
+                    (cut, ts, root, note, "pruning"),
+                )
+                conn.execute("DELETE FROM entries WHERE idx < ?", (cut,))
+                blob = ",".join(base64.b64encode(h).decode() for h in frontier)
+                conn.executemany(
+                    "INSERT OR REPLACE INTO meta(key, value) VALUES (?, ?)",
+                    [("pruned_size", str(cut)), ("pruned_frontier", blob)],
+                )
+            if audit_event is not None:
+                self._append_in_txn([audit_event(removed, cut)])
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+        finally:
+            self._reload()
+        return removed
 
     def _write_checkpoint(self, ts: int, kind: str = "periodic") -> str:
         size = self._range.size
@@ -297,6 +346,10 @@ class AuditLog:
     def size(self) -> int:
         self._check_open()
         return int(read_meta(self._conn, "size") or "0")
+
+    def now(self) -> int:
+        """The log's clock (ms since the epoch): the time stamped on entries."""
+        return self._clock()
 
     @property
     def verifier_key(self) -> VerifierKey:
