@@ -10,13 +10,59 @@ from __future__ import annotations
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
+from typing import Literal
 
 from biometric.engine import FaceEngine, Sample
 from biometric.errors import ImageError
 from biometric.quality import DESK, GATE, QualityConfig, QualityFailure, QualityMetrics, QualityReason
-from biometric.sources import Frame
+from biometric.sources import Frame, directory_frames, load_path, video_frames
 from biometric.template import Template, compare
 from biometric.wipe import wipe
+
+SourceKind = Literal["photo", "camera", "video", "frames"]
+
+
+@dataclass(frozen=True)
+class SampleSource:
+    """Where the sample comes from — a description, not pixels, so that it can cross into the sandboxed worker
+    and the pixels are only ever decoded there.
+
+    photo: one or more image files; camera: a device index; video: a video file; frames: a directory of images.
+    """
+
+    kind: SourceKind
+    paths: tuple[str, ...] = ()
+    device: int | None = None
+    max_frames: int = 30
+
+    def __post_init__(self) -> None:
+        if self.kind in ("photo", "video", "frames") and not self.paths:
+            raise ValueError(f"a {self.kind} source needs a path")
+        if self.kind == "camera" and self.device is None:
+            raise ValueError("a camera source needs a device index")
+        if self.max_frames < 1:
+            raise ValueError("max_frames must be >= 1")
+
+    @classmethod
+    def photos(cls, *paths: str) -> SampleSource:
+        return cls("photo", tuple(str(p) for p in paths))
+
+    def frames(self) -> Iterator[Frame]:
+        """Decode lazily, one frame at a time (each is wiped by the consumer before the next is decoded)."""
+        if self.kind == "photo":
+            for p in self.paths[: self.max_frames]:
+                yield load_path(p)
+        elif self.kind == "frames":
+            for i, frame in enumerate(directory_frames(self.paths[0])):
+                if i >= self.max_frames:
+                    wipe(frame)
+                    return
+                yield frame
+        elif self.kind == "video":
+            yield from video_frames(self.paths[0], max_frames=self.max_frames)
+        else:
+            assert self.device is not None
+            yield from video_frames(self.device, max_frames=self.max_frames)
 
 
 @dataclass
@@ -144,4 +190,12 @@ class _counting(Iterator[Frame]):  # noqa: N801 - a tiny iterator adapter, used 
         return frame
 
 
-__all__ = ["EnrolmentCapture", "ImageError", "ProbeResult", "enrolment_template", "probe_distance", "quality_score"]
+__all__ = [
+    "EnrolmentCapture",
+    "ImageError",
+    "ProbeResult",
+    "SampleSource",
+    "enrolment_template",
+    "probe_distance",
+    "quality_score",
+]
