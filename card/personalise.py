@@ -31,7 +31,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from card.apdu import NotFoundError, SecurityError
+from card.apdu import SecurityError, WrongDataError
 from card.piv import (
     DEFAULT_MANAGEMENT_KEY,
     BadResponseError,
@@ -71,10 +71,10 @@ def _factory_key_works(session: PivSession) -> bool:
     try:
         session.authenticate(ManagementKeyType.TDES, DEFAULT_MANAGEMENT_KEY)
         return True
-    except (SecurityError, BadResponseError, NotFoundError):
+    except (SecurityError, BadResponseError):
         return False
-    except Exception as exc:  # 6A86: the card's 9B key is of another algorithm, so not the factory one
-        if getattr(exc, "sw", None) == 0x6A86:
+    except WrongDataError as exc:
+        if exc.sw == 0x6A86:  # the card's 9B key is of another algorithm, so not the factory key
             return False
         raise
 

@@ -101,13 +101,17 @@ def _u32(code: int) -> int:
     return code & 0xFFFFFFFF
 
 
+_SERVICE_GONE_U32 = frozenset(c & 0xFFFFFFFF for c in _SERVICE_GONE)
+_CARD_GONE_U32 = frozenset(c & 0xFFFFFFFF for c in _CARD_GONE)
+
+
 def _check(hresult: int, what: str) -> None:
     if hresult == scard.SCARD_S_SUCCESS:
         return
     code = _u32(hresult)
-    if code in {_u32(c) for c in _SERVICE_GONE}:
+    if code in _SERVICE_GONE_U32:
         raise PcscUnavailableError(f"{what}: PC/SC service unavailable", code)
-    if code in {_u32(c) for c in _CARD_GONE}:
+    if code in _CARD_GONE_U32:
         raise CardRemovedError(f"{what}: card removed or not responding", code)
     if code == _u32(scard.SCARD_E_TIMEOUT):
         raise NoCardError(f"{what}: timed out", code)
@@ -322,6 +326,17 @@ class PcscConnection:
         name, _ = wait_for_card(self._wanted_reader, timeout)
         end = deadline_in(max(timeout, self.apdu_timeout))
         self._worker = _Worker()
+        try:
+            self._open(name, end)
+        except CardTimeoutError:
+            self._abandon()
+            raise
+        except BaseException:
+            self.close()
+            raise
+
+    def _open(self, name: str, end: float) -> None:
+        assert self._worker is not None
         hcontext = self._worker.call(_establish, end, "establish context")
         self._hcontext = hcontext
 
@@ -366,8 +381,10 @@ class PcscConnection:
                 scard.SCardReleaseContext(hcontext)
 
         # a fresh worker: the old one may be blocked; best effort, the connection is discarded anyway
+        releaser = _Worker()
         with contextlib.suppress(Exception):
-            _Worker().call(release, deadline_in(1.0), "disconnect")
+            releaser.call(release, deadline_in(1.0), "disconnect")
+        releaser.stop()
 
     def reconnect(self, timeout: float = 10.0) -> None:
         """Drop this connection and connect again (after a card re-insertion or a pcscd restart).
@@ -432,9 +449,12 @@ class PcscConnection:
             deadline = deadline_in(self.apdu_timeout)
         response = self._decode(self.transmit_raw(apdu, deadline))
         if response.sw1 == 0x6C:
-            cmd = CommandApdu.decode(apdu)
-            fixed = CommandApdu(cmd.cla, cmd.ins, cmd.p1, cmd.p2, cmd.data, response.sw2 or 256)
-            response = self._decode(self.transmit_raw(fixed.encode(extended=False), deadline))
+            try:
+                cmd = CommandApdu.decode(apdu)
+                fixed = CommandApdu(cmd.cla, cmd.ins, cmd.p1, cmd.p2, cmd.data, response.sw2 or 256).encode()
+            except ApduFormatError:
+                raise CardProtocolError(f"card answered {response.sw:04X} to an extended command") from None
+            response = self._decode(self.transmit_raw(fixed, deadline))
         data = bytearray(response.data)
         rounds = 0
         while response.sw1 == 0x61:

@@ -165,6 +165,10 @@ class VirtualCardProcess:
             raise HarnessError("card already inserted")
         if faults is not None:
             self.faults = faults
+        try:  # another card still in this reader would be mistaken for ours
+            transport.wait_for_removal(self.reader_name, timeout=self.timeout)
+        except transport.NoCardError:
+            raise HarnessError(f"reader {self.reader_name!r} still holds another card") from None
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")]))
         self.proc = subprocess.Popen(

@@ -25,15 +25,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--drop-after", type=int, metavar="N", help="fault: pull the card after N APDUs")
     parser.add_argument("--freeze-after", type=int, metavar="N", help="fault: stop answering after N APDUs")
-    parser.add_argument(
-        "--delay-ms", type=int, default=0, metavar="X", help="fault: delay every reply by X ms"
-    )
-    parser.add_argument(
-        "--t0", action="store_true", help="behave like a T=0 card (61xx/6Cxx, no extended length)"
-    )
-    parser.add_argument(
-        "--no-fsync", action="store_true", help="atomic but not fsynced image writes (benchmarks only)"
-    )
+    parser.add_argument("--delay-ms", type=int, default=0, metavar="X", help="fault: delay every reply by X ms")
+    parser.add_argument("--t0", action="store_true", help="behave like a T=0 card (61xx/6Cxx, no extended length)")
+    parser.add_argument("--no-fsync", action="store_true", help="atomic but not fsynced image writes (benchmarks only)")
     parser.add_argument("--no-extended", action="store_true", help="do not announce extended length")
 
 

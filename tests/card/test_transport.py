@@ -108,10 +108,14 @@ def test_t0_card_61xx_and_6cxx(virtual_card_factory) -> None:  # type: ignore[no
         assert rec.received[0][:1] == b"\x6c" and rec.sent[1][-1] == rec.received[0][1]
 
 
-def test_frozen_card_fails_within_deadline_and_connection_recovers(virtual_card: VirtualCardProcess) -> None:
+@pytest.mark.parametrize("how", ["sigstop", "stops-answering"])
+def test_frozen_card_fails_within_deadline_and_connection_recovers(virtual_card_factory, how: str) -> None:  # type: ignore[no-untyped-def]
+    # stops-answering: SELECT by PivSession() is APDU 1, the next one never gets an answer
+    virtual_card = virtual_card_factory(faults=Faults(freeze_after=1) if how == "stops-answering" else None)
     conn = transport.connect(virtual_card.reader_name, timeout=5, apdu_timeout=0.5)
     session = PivSession(conn)
-    virtual_card.freeze()
+    if how == "sigstop":
+        virtual_card.freeze()
     start = time.monotonic()
     with pytest.raises(transport.CardTimeoutError):
         session.select()
@@ -121,7 +125,7 @@ def test_frozen_card_fails_within_deadline_and_connection_recovers(virtual_card:
     with pytest.raises(transport.ConnectionLostError):
         session.select()
     virtual_card.stop()  # the card is pulled; a new card is presented
-    virtual_card.insert()
+    virtual_card.insert(Faults())
     conn.reconnect(timeout=5)
     assert PivSession(conn).application_property_template
     conn.close()
