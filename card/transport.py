@@ -285,6 +285,10 @@ class _Worker:
             return value  # type: ignore[no-any-return]
         raise value
 
+    def post(self, fn: Callable[[], object]) -> None:
+        """Queue `fn` without waiting for it (its result and errors are dropped)."""
+        self._jobs.put((fn, queue.SimpleQueue()))
+
     def stop(self) -> None:
         self._jobs.put(None)
 
@@ -360,9 +364,13 @@ class PcscConnection:
         self.extended_length = self.atr_info.extended_length if self._extended_pref is None else self._extended_pref
 
     def _abandon(self) -> None:
-        # The worker may be stuck inside pcscd with the context's lock held: never touch either again.
-        if self._worker is not None:
-            self._worker.stop()
+        # The worker may be stuck inside pcscd with the context's lock held: never wait for it. Queue the
+        # release behind the stuck call, so the context is freed if that call ever returns (card killed).
+        worker, hcontext = self._worker, self._hcontext
+        if worker is not None:
+            if hcontext is not None:
+                worker.post(lambda: scard.SCardReleaseContext(hcontext))
+            worker.stop()
         self._worker = None
         self._hcard = None
         self._hcontext = None
@@ -370,7 +378,9 @@ class PcscConnection:
     def close(self) -> None:
         """Disconnect (leave the card powered for the next client) and release the context."""
         worker, hcard, hcontext = self._worker, self._hcard, self._hcontext
-        self._abandon()
+        self._worker = None
+        self._hcard = None
+        self._hcontext = None
         if worker is None:
             return
 
@@ -380,11 +390,10 @@ class PcscConnection:
             if hcontext is not None:
                 scard.SCardReleaseContext(hcontext)
 
-        # a fresh worker: the old one may be blocked; best effort, the connection is discarded anyway
-        releaser = _Worker()
+        # best effort, the connection is discarded anyway; if the worker is stuck the release stays queued
         with contextlib.suppress(Exception):
-            releaser.call(release, deadline_in(1.0), "disconnect")
-        releaser.stop()
+            worker.call(release, deadline_in(1.0), "disconnect")
+        worker.stop()
 
     def reconnect(self, timeout: float = 10.0) -> None:
         """Drop this connection and connect again (after a card re-insertion or a pcscd restart).

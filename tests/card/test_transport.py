@@ -177,3 +177,33 @@ def test_pcscd_restart_is_survived(pcscd: PcscDaemon, virtual_card: VirtualCardP
     conn.reconnect(timeout=10)  # the card process reconnects to the new pcscd by itself
     assert PivSession(conn).get_data(ObjectId.SEALED_TEMPLATE) == b"before restart"
     conn.close()
+
+
+def test_session_deadline_bounds_a_whole_transaction(virtual_card_factory) -> None:  # type: ignore[no-untyped-def]
+    card = virtual_card_factory(faults=Faults(delay_ms=150))
+    with transport.connect(card.reader_name, timeout=5, apdu_timeout=5) as conn:
+        session = PivSession(conn)
+        session.deadline = transport.deadline_in(0.35)  # each APDU is within 5 s, three of them are not
+        start = time.monotonic()
+        with pytest.raises(transport.CardTimeoutError):
+            for _ in range(3):
+                session.get_data_or_none(ObjectId.CHUID)
+        assert time.monotonic() - start < 0.35 + 1.0
+
+
+def test_stale_pcscd_socket_is_removed_when_no_pcscd_runs(pcscd: PcscDaemon) -> None:
+    import socket
+
+    from card.virtual.harness import PCSCD_COMM
+
+    if not pcscd.owned:
+        pytest.skip("pcscd was started outside this test session")
+    pcscd.stop()
+    stale = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    PCSCD_COMM.unlink(missing_ok=True)
+    stale.bind(str(PCSCD_COMM))  # a socket file nobody listens on, as a crashed pcscd leaves it
+    stale.close()
+    with pytest.raises(transport.PcscUnavailableError):
+        transport.list_readers()
+    pcscd.start()
+    assert "Virtual PCD 00 00" in transport.list_readers()
