@@ -60,7 +60,7 @@ def test_append_batched_1000(benchmark: BenchmarkFixture, fresh_log: AuditLog) -
     """1,000 events per durable transaction; events/s = 1000 / time."""
     batch = EVENTS[:1000]
     benchmark.extra_info["events_per_round"] = 1000
-    benchmark.pedantic(lambda: fresh_log.append_many(batch), rounds=20, iterations=1)
+    benchmark.pedantic(lambda: fresh_log.append_many(batch), rounds=20, iterations=1)  # type: ignore[no-untyped-call]
 
 
 def test_verify_1m(benchmark: BenchmarkFixture, logs: dict[int, Path]) -> None:
@@ -71,7 +71,7 @@ def test_verify_1m(benchmark: BenchmarkFixture, logs: dict[int, Path]) -> None:
         report = verify_database(db)
         assert report.ok and report.entries == 1_000_000
 
-    benchmark.pedantic(run, rounds=3, iterations=1)
+    benchmark.pedantic(run, rounds=3, iterations=1)  # type: ignore[no-untyped-call]
 
 
 @pytest.mark.parametrize("n", [1_000, 100_000, 1_000_000])
@@ -85,4 +85,4 @@ def test_inclusion_proof(benchmark: BenchmarkFixture, logs: dict[int, Path], n: 
             i = rng.randrange(n)
             merkle.verify_inclusion(i, n, log.entry(i).leaf, log.inclusion_proof(i, n), root)
 
-        benchmark.pedantic(run, rounds=200, iterations=1)
+        benchmark.pedantic(run, rounds=200, iterations=1)  # type: ignore[no-untyped-call]
