@@ -1,0 +1,185 @@
+"""`cardbound enrol`: one enrolment at the desk, from photos or a camera, onto the card in a reader."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from datetime import UTC, date, datetime, time
+from pathlib import Path
+
+from audit import AuditLog
+from biometric.capture import SampleSource
+from biometric.quality import QualityReason, message
+from biometric.worker import BiometricWorker, SampleError, WorkerError
+from card import transport
+from card.keystore import KeyStore, KeystoreError
+from card.piv import PivSession
+from cardbound.errors import CliError, ExitCode
+from enrol.flow import CapturedTemplate, CaptureRefused, EnrolError, EnrolFailure, EnrolRequest, enrol
+
+EXIT_FOR: dict[EnrolFailure, ExitCode] = {
+    EnrolFailure.NO_READER: ExitCode.NO_READER,
+    EnrolFailure.NO_CARD: ExitCode.NO_CARD,
+    EnrolFailure.CARD_REMOVED: ExitCode.CARD_REMOVED,
+    EnrolFailure.CARD_ERROR: ExitCode.CARD_ERROR,
+    EnrolFailure.ALREADY_ENROLLED: ExitCode.CARD_ALREADY_ENROLLED,
+    EnrolFailure.QUALITY: ExitCode.QUALITY,
+    EnrolFailure.NO_CAMERA: ExitCode.NO_CAMERA,
+    EnrolFailure.BAD_INPUT: ExitCode.INPUT,
+    EnrolFailure.READ_BACK_MISMATCH: ExitCode.CARD_ERROR,
+    EnrolFailure.KEYS: ExitCode.KEYS,
+}
+CATEGORY_CHARS = set("abcdefghijklmnopqrstuvwxyz0123456789_-")
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = subparsers.add_parser(
+        "enrol",
+        help="enrol a person: capture a face, write the sealed template to their card",
+        description=(
+            "Capture one person's face (photos or a camera), build the template in the sandboxed worker, seal it "
+            "to the card in READER (personalising a blank card first), read it back, and keep nothing. The raw "
+            "sample never leaves memory; --delete-source also destroys the photo files."
+        ),
+    )
+    p.add_argument("--reader", help="reader index (0, 1, ...) or name prefix (default: the first reader)")
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--photo", action="append", type=Path, metavar="PATH", help="photo file (repeat for several)")
+    src.add_argument("--camera", type=int, metavar="N", help="camera device index")
+    p.add_argument("--frames", type=int, default=30, help="camera frames to try at most (default 30)")
+    p.add_argument("--samples", type=int, default=3, help="good frames averaged into the template (default 3)")
+    p.add_argument("--holder-ref", required=True, metavar="HEX",
+                   help="pseudonymous holder reference (hex, e.g. from `cardbound gate pseudonymise`), never a name")
+    p.add_argument("--category", required=True, help="visitor category (see the gate policy), e.g. worker")
+    p.add_argument("--valid-until", required=True, metavar="YYYY-MM-DD", help="template expiry date")
+    p.add_argument("--delete-source", action="store_true", help="overwrite and unlink the photo files afterwards")
+    p.add_argument("--replace", action="store_true", help="re-enrol a card that already holds a template (audited)")
+    p.add_argument("--station", default="desk-1", help="enrolment station name (its certificate signs the template)")
+    p.add_argument("--operator", default="operator", help="operator id recorded in the audit log")
+    p.add_argument("--card-timeout", type=float, default=10.0, help="seconds to wait for a card (default 10)")
+    p.add_argument("--lang", choices=("fr", "nl", "en"), default="en", help="language of quality messages")
+    p.add_argument("--json", action="store_true", help="print one JSON object (for scripts)")
+    p.set_defaults(handler=run)
+
+
+def resolve_reader(arg: str | None) -> str | None:
+    if arg is None or not arg.isdigit():
+        return arg
+    try:
+        readers = transport.list_readers()
+    except transport.TransportError as exc:
+        raise CliError(f"PC/SC unavailable: {exc}", ExitCode.NO_READER) from None
+    index = int(arg)
+    if index >= len(readers):
+        raise CliError(f"no reader #{index} (readers: {', '.join(readers) or 'none'})", ExitCode.NO_READER)
+    return readers[index]
+
+
+def _parse_valid_until(text: str) -> datetime:
+    try:
+        day = date.fromisoformat(text)
+    except ValueError:
+        raise CliError(f"--valid-until {text!r} is not a date (YYYY-MM-DD)", ExitCode.USAGE) from None
+    when = datetime.combine(day, time(23, 59, 59), UTC)
+    if when <= datetime.now(UTC):
+        raise CliError(f"--valid-until {text} is in the past", ExitCode.USAGE)
+    return when
+
+
+def _parse_holder_ref(text: str) -> bytes:
+    try:
+        ref = bytes.fromhex(text)
+    except ValueError:
+        raise CliError("--holder-ref must be hexadecimal", ExitCode.USAGE) from None
+    if not 8 <= len(ref) <= 32:
+        raise CliError("--holder-ref must be 8 to 32 bytes (16 to 64 hex digits)", ExitCode.USAGE)
+    return ref
+
+
+def worker_capture(worker: BiometricWorker, source: SampleSource, samples: int, lang: str) -> CapturedTemplate:
+    try:
+        got = worker.enrol(source, max_samples=samples)
+    except SampleError as exc:
+        failure = EnrolFailure.NO_CAMERA if exc.kind == "CameraError" else EnrolFailure.BAD_INPUT
+        raise CaptureRefused(failure, str(exc)) from None
+    except WorkerError as exc:
+        raise CaptureRefused(EnrolFailure.BAD_INPUT, f"biometric worker failed: {exc}") from None
+    if got.template is None:
+        first = QualityReason(got.reasons[0]) if got.reasons else QualityReason.NO_FACE
+        raise CaptureRefused(
+            EnrolFailure.QUALITY,
+            f"no frame passed the quality gate ({got.frames_seen} tried): {message(first, lang)}",  # type: ignore[arg-type]
+            got.reasons,
+        )
+    return CapturedTemplate(got.template, got.frames_used, got.frames_seen, got.quality)
+
+
+def run(args: argparse.Namespace) -> int:
+    valid_until = _parse_valid_until(args.valid_until)
+    holder_ref = _parse_holder_ref(args.holder_ref)
+    category = args.category.strip().lower()
+    if not category or not set(category) <= CATEGORY_CHARS or len(category) > 32:
+        raise CliError("--category must be a short lowercase word (letters, digits, - and _)", ExitCode.USAGE)
+    if args.photo:
+        missing = [str(p) for p in args.photo if not p.is_file()]
+        if missing:
+            raise CliError(f"photo not found: {', '.join(missing)}", ExitCode.INPUT)
+        source = SampleSource.photos(*(str(p) for p in args.photo))
+    else:
+        source = SampleSource("camera", device=args.camera, max_frames=args.frames)
+    home = args.home_dir
+    try:
+        keys = KeyStore.open(home.keystore)
+        station = keys.station_credentials(args.station)
+    except KeystoreError as exc:
+        raise CliError(f"keystore: {exc} (run `cardbound keys init` and `issue-station`)", ExitCode.KEYS) from None
+    # Checked before any capture: a gate would refuse a template that outlives its station certificate.
+    if valid_until > station.certificate.not_valid_after_utc:
+        raise CliError(
+            f"--valid-until {args.valid_until} is after the station certificate's end "
+            f"({station.certificate.not_valid_after_utc:%Y-%m-%d}); choose an earlier date or renew the station",
+            ExitCode.USAGE,
+        )
+    reader = resolve_reader(args.reader)
+    request = EnrolRequest(
+        holder_ref=holder_ref,
+        category=category,
+        valid_until=valid_until,
+        station=args.station,
+        operator=args.operator,
+        replace=args.replace,
+        delete_sources=tuple(args.photo) if (args.delete_source and args.photo) else (),
+    )
+    home.ensure()
+    with AuditLog.open_station(home.root, node_id=args.station) as log, BiometricWorker() as worker:
+        try:
+            with transport.connect(reader, timeout=args.card_timeout) as conn:
+                result = enrol(
+                    request,
+                    session=PivSession(conn),
+                    keys=keys,
+                    capture=lambda: worker_capture(worker, source, args.samples, args.lang),
+                    audit=log,
+                )
+        except EnrolError as exc:
+            if args.json:
+                print(json.dumps({"result": "refused", "failure": exc.failure.value, "reasons": list(exc.reasons),
+                                  "message": str(exc)}))
+            raise CliError(f"enrolment refused ({exc.failure.value}): {exc}", EXIT_FOR[exc.failure]) from None
+        except transport.TransportError as exc:  # reader or card gone before the flow started
+            failure = EnrolError(EnrolFailure.NO_CARD, str(exc))
+            if isinstance(exc, transport.NoReaderError | transport.PcscUnavailableError):
+                failure = EnrolError(EnrolFailure.NO_READER, str(exc))
+            raise CliError(f"enrolment refused ({failure.failure.value}): {exc}", EXIT_FOR[failure.failure]) from None
+    if args.json:
+        print(json.dumps(result.as_dict()))
+    else:
+        print(
+            f"enrolled: card {result.card_id}{' (replaced)' if result.replaced else ''}, "
+            f"{result.frames_used}/{result.frames_seen} frames used, quality {result.quality}, "
+            f"{result.container_bytes} B sealed, {result.timings_ms['total']:.0f} ms"
+            + (f"; {result.sources_destroyed} source file(s) destroyed" if result.sources_destroyed else ""),
+            file=sys.stdout,
+        )
+    return 0
