@@ -24,6 +24,7 @@ from audit.events import AuditEvent, EventValidationError, validate_event
 SCHEMA_VERSION = "1"
 ENTRY_VERSION = 1
 DEFAULT_CHECKPOINT_EVERY = 1000
+DEFAULT_CHECKPOINT_SECONDS = 300.0  # a quiet gate still gets its log signed every few minutes
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
@@ -129,13 +130,22 @@ class AuditLog:
     """An open audit log. Use `AuditLog.open(...)`; a context manager (closing signs a final checkpoint)."""
 
     def __init__(
-        self, conn: sqlite3.Connection, path: Path, node_id: str, signer: Signer, checkpoint_every: int, clock: Clock
+        self,
+        conn: sqlite3.Connection,
+        path: Path,
+        node_id: str,
+        signer: Signer,
+        checkpoint_every: int,
+        clock: Clock,
+        checkpoint_seconds: float | None = None,
     ) -> None:
         self._conn = conn
         self.path = path
         self.node_id = node_id
         self.signer = signer
         self.checkpoint_every = checkpoint_every
+        self.checkpoint_ms = None if checkpoint_seconds is None else int(checkpoint_seconds * 1000)
+        self._last_checkpoint_ms = 0
         self._clock = clock
         self._range = merkle.CompactRange()
         self._last_checkpoint = -1
@@ -151,13 +161,15 @@ class AuditLog:
         *,
         key_file: Path | None = None,
         checkpoint_every: int = DEFAULT_CHECKPOINT_EVERY,
+        checkpoint_seconds: float | None = DEFAULT_CHECKPOINT_SECONDS,
         clock: Clock = now_ms,
     ) -> AuditLog:
         """Open (or create) the log of `node_id` at `path`.
 
         `key_file` is the node's Ed25519 checkpoint key (created 0600 on first use); by default
         `<path>/../../keys/audit-<node>.ed25519`, which is `home/keys/...` for `home/audit/audit.sqlite3`.
-        A checkpoint is signed every `checkpoint_every` entries and on close.
+        A checkpoint is signed every `checkpoint_every` entries, on the first append at least
+        `checkpoint_seconds` after the previous checkpoint (None: no time rule), and on close.
         """
         from audit.events import _PATTERNS, Kind  # the node id obeys the same rule as any id field
 
@@ -195,7 +207,7 @@ class AuditLog:
                 conn.execute("ROLLBACK")
             conn.close()
             raise
-        log = cls(conn, path, node_id, signer, checkpoint_every, clock)
+        log = cls(conn, path, node_id, signer, checkpoint_every, clock, checkpoint_seconds)
         log._reload()
         return log
 
@@ -214,8 +226,10 @@ class AuditLog:
         size = int(read_meta(self._conn, "size") or "0")
         reader = TreeReader(self._conn)
         self._range = merkle.CompactRange(size, [reader.node(lv, ix) for lv, ix in merkle.decompose(size)])
-        row = self._conn.execute("SELECT MAX(size) FROM checkpoints").fetchone()
-        self._last_checkpoint = -1 if row[0] is None else int(row[0])
+        row = self._conn.execute("SELECT size, ts_ms FROM checkpoints ORDER BY size DESC LIMIT 1").fetchone()
+        self._last_checkpoint = -1 if row is None else int(row[0])
+        # No checkpoint yet: the time rule counts from opening, not from 1970.
+        self._last_checkpoint_ms = self._clock() if row is None else int(row[1])
 
     # --- writing ------------------------------------------------------------------------------------------
 
@@ -260,6 +274,12 @@ class AuditLog:
             # Checkpoints fall on every interval even inside a big batch (shipping cuts chunks on them).
             if self._range.size - max(self._last_checkpoint, 0) >= self.checkpoint_every:
                 self._write_checkpoint(ts)
+        if (
+            self.checkpoint_ms is not None
+            and ts - self._last_checkpoint_ms >= self.checkpoint_ms
+            and self._last_checkpoint != self._range.size
+        ):
+            self._write_checkpoint(ts)
         conn = self._conn
         conn.executemany("INSERT INTO entries(idx, ts_ms, type, body, leaf) VALUES (?,?,?,?,?)", rows)
         conn.executemany("INSERT INTO nodes(level, idx, hash) VALUES (?,?,?)", nodes)
@@ -319,6 +339,7 @@ class AuditLog:
             (size, ts, root, note, kind),
         )
         self._last_checkpoint = size
+        self._last_checkpoint_ms = ts
         return note
 
     def checkpoint(self, kind: str = "periodic") -> str:

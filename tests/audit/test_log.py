@@ -64,3 +64,15 @@ def test_wrong_node_or_key_refused(tmp_path: Path) -> None:
         AuditLog.open(tmp_path / "a.db", "n2", key_file=tmp_path / "k2")
     with pytest.raises(AuditLogError, match="key"):
         AuditLog.open(tmp_path / "a.db", "n1", key_file=tmp_path / "other")
+
+
+def test_time_based_checkpoint_interval(tmp_path: Path) -> None:
+    now = [1_000_000]
+    with AuditLog.open(tmp_path / "a.db", "n1", key_file=tmp_path / "k", checkpoint_every=1000,
+                       checkpoint_seconds=60, clock=lambda: now[0]) as log:
+        for i in range(10):
+            now[0] += 25_000  # an event every 25 s
+            log.append(gate_event(i))
+        sizes = [s for s, _, _ in log.checkpoints()]
+    # On the first append >= 60 s after opening / after the previous checkpoint: at 75 s, 150 s, 225 s.
+    assert sizes == [3, 6, 9]
