@@ -38,6 +38,7 @@ DEFAULT_APDU_TIMEOUT = 5.0
 # A card that answers 61xx forever must not keep us looping: 64 KiB is more than any PIV object.
 _MAX_RESPONSE = 65536 + 256
 _MAX_GET_RESPONSE = 300
+_MAX_COMMAND = 4 + 3 + 65535 + 2  # extended case 4
 
 T = TypeVar("T")
 
@@ -425,6 +426,9 @@ class PcscConnection:
 
     def transmit_raw(self, apdu: bytes, deadline: float | None = None) -> bytes:
         """One command → one response, nothing interpreted. Fails by `deadline` (absolute, monotonic)."""
+        if not 4 <= len(apdu) <= _MAX_COMMAND:
+            # ISO 7816-4 needs a 4-byte header; a 1-byte buffer would even read as a control byte to vpcd
+            raise ApduFormatError(f"command APDU of {len(apdu)} bytes")
         worker, hcard = self._worker, self._hcard
         if worker is None or hcard is None:
             raise CardRemovedError("not connected (call reconnect())")

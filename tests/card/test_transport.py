@@ -10,7 +10,7 @@ from pcsc_fixtures import Recorder
 from smartcard import scard
 
 from card import transport
-from card.apdu import CommandApdu
+from card.apdu import ApduFormatError, CommandApdu
 from card.piv import DEFAULT_MANAGEMENT_KEY, ManagementKeyType, ObjectId, PivSession
 from card.virtual.harness import PcscDaemon, VirtualCardProcess
 from card.virtual.vpcd import Faults
@@ -207,3 +207,26 @@ def test_stale_pcscd_socket_is_removed_when_no_pcscd_runs(pcscd: PcscDaemon) -> 
         transport.list_readers()
     pcscd.start()
     assert "Virtual PCD 00 00" in transport.list_readers()
+
+
+def test_arbitrary_bytes_through_the_real_chain(card_connection: transport.PcscConnection) -> None:
+    """Random command bytes through pcscd and vpcd: a response or a typed PC/SC error, and the card lives on."""
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+
+    @settings(max_examples=150, deadline=None, suppress_health_check=list(HealthCheck))
+    @given(st.binary(min_size=0, max_size=300))
+    def exchange(raw: bytes) -> None:
+        try:
+            response = card_connection.transmit_raw(raw)
+        except ApduFormatError:
+            assert len(raw) < 4  # refused before it reaches PC/SC
+            return
+        except transport.ConnectionLostError:
+            raise
+        except transport.TransportError:
+            return  # pcscd refused the buffer
+        assert len(response) >= 2
+
+    exchange()
+    assert PivSession(card_connection).application_property_template
