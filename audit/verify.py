@@ -139,25 +139,59 @@ def verify_database(
         conn.close()
 
 
-def _verify(conn: sqlite3.Connection, key: VerifierKey | None, external: Sequence[tuple[str, str]]) -> Report:
+@dataclass
+class LogData:
+    """What the verifier needs from a store (SQLite node log or the central PostgreSQL copy)."""
+
+    node_id: str
+    vkey: str | None
+    pruned: int
+    frontier: dict[tuple[int, int], bytes]
+    recorded_size: int
+    rows: list[tuple[int, bytes, bytes]]  # (idx, body, leaf) ordered by idx
+    checkpoints: list[tuple[int, bytes | None, str]]  # (size, stored root or None, signed note)
+
+
+def load_sqlite(conn: sqlite3.Connection) -> LogData:
     node_id = read_meta(conn, "node_id")
     if node_id is None:
         raise AuditLogError("not an audit database (no node id)")
+    pruned, frontier = read_pruned(conn)
+    return LogData(
+        node_id=node_id,
+        vkey=read_meta(conn, "vkey"),
+        pruned=pruned,
+        frontier=frontier,
+        recorded_size=int(read_meta(conn, "size") or "0"),
+        rows=conn.execute("SELECT idx, body, leaf FROM entries ORDER BY idx").fetchall(),
+        checkpoints=[
+            (int(a), bytes(b), str(c))
+            for a, b, c in conn.execute("SELECT size, root, note FROM checkpoints ORDER BY size")
+        ],
+    )
+
+
+def _verify(conn: sqlite3.Connection, key: VerifierKey | None, external: Sequence[tuple[str, str]]) -> Report:
+    return verify_data(load_sqlite(conn), key, external)
+
+
+def verify_data(data: LogData, key: VerifierKey | None, external: Sequence[tuple[str, str]] = ()) -> Report:
+    """The checks proper, on data loaded from any store."""
+    node_id = data.node_id
     report = Report(node_id)
     if key is None:
-        stored = read_meta(conn, "vkey")
-        if stored is None:
+        if data.vkey is None:
             raise AuditLogError("no verifier key given and none recorded")
-        key = VerifierKey.decode(stored)
+        key = VerifierKey.decode(data.vkey)
         report.add("key-from-log", "verifier key read from the log itself; pass --key for an independent check",
                    WARNING)
     elif key.name != key_name(node_id):
         report.add("wrong-key", f"verifier key {key.name} is not the key of node {node_id}")
-    pruned, frontier = read_pruned(conn)
+    pruned, frontier = data.pruned, data.frontier
     report.pruned = pruned
-    recorded_size = int(read_meta(conn, "size") or "0")
+    recorded_size = data.recorded_size
 
-    rows = conn.execute("SELECT idx, body, leaf FROM entries ORDER BY idx").fetchall()
+    rows = data.rows
     idxs: list[int] = [r[0] for r in rows]
     bodies: list[bytes] = [r[1] for r in rows]
     stored_leaves: list[bytes] = [r[2] for r in rows]
@@ -202,15 +236,14 @@ def _verify(conn: sqlite3.Connection, key: VerifierKey | None, external: Sequenc
 
     # Stored checkpoints: signature, then root against the tree rebuilt from content.
     good_sizes: list[int] = []
-    stored_cps = conn.execute("SELECT size, root, note FROM checkpoints ORDER BY size").fetchall()
     last_ok = pruned
-    for size, root, note in stored_cps:
+    for size, root, note in data.checkpoints:
         try:
             cp = parse_checkpoint(str(note), key)
         except CheckpointError as exc:
             report.add("bad-signature", f"checkpoint at size {size}: {exc}")
             continue
-        if cp.size != size or cp.root != bytes(root) or cp.origin != origin(node_id):
+        if cp.size != size or (root is not None and cp.root != root) or cp.origin != origin(node_id):
             report.add("bad-checkpoint", f"checkpoint row at size {size} does not match its signed note")
             continue
         report.checkpoints_checked += 1

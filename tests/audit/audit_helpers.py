@@ -14,3 +14,26 @@ def gate_event(i: int) -> ev.GateDecision:
         security_level=1 + i % 3,
         total_ms=300 + i % 200,
     )
+
+
+def run_cli(argv: list[str]) -> int:
+    """`cardbound ...` restricted to the audit sub-commands: same parsing, home resolution and error handling as
+    `cardbound.cli.main`, without importing the other areas' command modules (their work in progress must not
+    turn these tests red). `test_cli_wiring` checks the real composition root separately."""
+    import argparse
+    import sys
+
+    from audit import cli as audit_cli
+    from cardbound.errors import CliError
+    from cardbound.home import Home
+
+    parser = argparse.ArgumentParser(prog="cardbound")
+    parser.add_argument("--home")
+    audit_cli.register(parser.add_subparsers(dest="command"))
+    args = parser.parse_args(argv)
+    args.home_dir = Home.resolve(args.home)
+    try:
+        return int(args.handler(args) or 0)
+    except CliError as exc:
+        print(f"cardbound: error: {exc}", file=sys.stderr)
+        return int(exc.exit_code)

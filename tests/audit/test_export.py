@@ -6,11 +6,10 @@ import json
 from pathlib import Path
 
 import pytest
-from audit_helpers import gate_event
+from audit_helpers import gate_event, run_cli
 
 from audit import AuditLog, OperatorLogin
 from audit.export import verify_export
-from cardbound.cli import main
 from cardbound.errors import ExitCode
 
 NODE = "gate-07"
@@ -29,12 +28,12 @@ def home(tmp_path: Path) -> Path:
 
 
 def _export(home: Path, out: Path, *extra: str) -> int:
-    return main(["--home", str(home), "audit", "export", "--out", str(out), *extra])
+    return run_cli(["--home", str(home), "audit", "export", "--out", str(out), *extra])
 
 
 def _check(out: Path, capsys: pytest.CaptureFixture[str], home: Path | None = None) -> tuple[int, str]:
     extra = ["--key", str(home / "keys" / f"audit-{NODE}.ed25519.pub")] if home else []
-    rc = main(["audit", "verify-export", str(out), *extra])
+    rc = run_cli(["audit", "verify-export", str(out), *extra])
     cap = capsys.readouterr()
     return rc, cap.out + cap.err
 
@@ -76,7 +75,7 @@ def test_export_with_other_key_fails(home: Path, tmp_path: Path, capsys: pytest.
     assert _export(home, out) == 0
     with AuditLog.open(tmp_path / "other.db", NODE, key_file=tmp_path / "other.ed25519"):
         pass
-    rc = main(["audit", "verify-export", str(out), "--key", str(tmp_path / "other.ed25519.pub")])
+    rc = run_cli(["audit", "verify-export", str(out), "--key", str(tmp_path / "other.ed25519.pub")])
     assert rc == ExitCode.AUDIT
     assert "BAD-SIGNATURE" in capsys.readouterr().err
 

@@ -5,13 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from audit_helpers import gate_event
+from audit_helpers import gate_event, run_cli
 
 from audit import AuditLog, merkle
 from audit.checkpoint import parse_checkpoint
 from audit.retention import DAY_MS, MAX_RETENTION_DAYS, RetentionError, parse_retention, purge
 from audit.verify import verify_database
-from cardbound.cli import main
 from cardbound.errors import ExitCode
 
 NODE = "gate-07"
@@ -97,13 +96,13 @@ def test_tampered_pruned_frontier_detected(tmp_path: Path) -> None:
 def test_purge_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     clock = Clock()
     _aged_log(tmp_path, clock).close()
-    assert main(["--home", str(tmp_path), "audit", "purge", "--retention", "11y"]) == ExitCode.CONFIG
+    assert run_cli(["--home", str(tmp_path), "audit", "purge", "--retention", "11y"]) == ExitCode.CONFIG
     assert "exceeds the 10-year maximum" in capsys.readouterr().err
-    assert main(["--home", str(tmp_path), "audit", "purge"]) == ExitCode.CONFIG
+    assert run_cli(["--home", str(tmp_path), "audit", "purge"]) == ExitCode.CONFIG
     (tmp_path / "config").mkdir()
     (tmp_path / "config" / "audit.json").write_text('{"retention_days": 3650}')
-    assert main(["--home", str(tmp_path), "audit", "purge"]) == 0  # nothing is 10 years old: everything stays
+    assert run_cli(["--home", str(tmp_path), "audit", "purge"]) == 0  # nothing is 10 years old: everything stays
     assert "purged 0 entries" in capsys.readouterr().out
-    assert main(["--home", str(tmp_path), "audit", "purge", "--retention", "1d"]) == 0
+    assert run_cli(["--home", str(tmp_path), "audit", "purge", "--retention", "1d"]) == 0
     assert "purged 700 entries" in capsys.readouterr().out  # the first purge record (today) stays
-    assert main(["--home", str(tmp_path), "audit", "verify"]) == 0
+    assert run_cli(["--home", str(tmp_path), "audit", "verify"]) == 0

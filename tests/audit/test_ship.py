@@ -7,12 +7,11 @@ from pathlib import Path
 
 import psycopg
 import pytest
-from audit_helpers import gate_event
+from audit_helpers import gate_event, run_cli
 from conftest import PgServer
 
 from audit import AuditLog, merkle
 from audit.ship import ShipError, ShipRejected, central_state, ship
-from cardbound.cli import main
 from cardbound.errors import ExitCode
 
 NODE = "gate-07"
@@ -40,12 +39,12 @@ def _local(db: Path) -> list[tuple[int, bytes]]:
 
 def test_ship_is_idempotent_and_incremental(tmp_path: Path, pg_dsn: str, capsys: pytest.CaptureFixture[str]) -> None:
     db = _log(tmp_path, 0, 250)
-    assert main(["--home", str(tmp_path), "audit", "ship", "--dsn", pg_dsn]) == 0
+    assert run_cli(["--home", str(tmp_path), "audit", "ship", "--dsn", pg_dsn]) == 0
     assert "shipped 250 entries" in capsys.readouterr().out
-    assert main(["--home", str(tmp_path), "audit", "ship", "--dsn", pg_dsn]) == 0
+    assert run_cli(["--home", str(tmp_path), "audit", "ship", "--dsn", pg_dsn]) == 0
     assert "shipped 0 entries of node gate-07; central store holds 250" in capsys.readouterr().out
     _log(tmp_path, 250, 30)
-    assert main(["--home", str(tmp_path), "audit", "ship", "--dsn", pg_dsn]) == 0
+    assert run_cli(["--home", str(tmp_path), "audit", "ship", "--dsn", pg_dsn]) == 0
     assert _central(pg_dsn) == _local(db)
     with AuditLog.open_station(tmp_path, NODE) as log:
         assert central_state(pg_dsn, NODE) == (280, log.root())
@@ -83,7 +82,7 @@ def test_server_restart_mid_shipment_loses_and_duplicates_nothing(
 
 def test_unreachable_server_is_one_clear_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     _log(tmp_path, 0, 5)
-    rc = main(["--home", str(tmp_path), "audit", "ship", "--dsn", "host=127.0.0.1 port=1 user=x connect_timeout=2"])
+    rc = run_cli(["--home", str(tmp_path), "audit", "ship", "--dsn", "host=127.0.0.1 port=1 user=x connect_timeout=2"])
     assert rc == ExitCode.FAILURE
     err = capsys.readouterr().err
     assert "central store unreachable" in err and "run again to resume" in err and "Traceback" not in err

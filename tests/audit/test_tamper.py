@@ -7,10 +7,9 @@ import sqlite3
 from pathlib import Path
 
 import pytest
-from audit_helpers import gate_event
+from audit_helpers import gate_event, run_cli
 
 from audit import AuditLog, merkle
-from cardbound.cli import main
 from cardbound.errors import ExitCode
 
 NODE = "gate-07"
@@ -33,7 +32,7 @@ def _db(home: Path) -> sqlite3.Connection:
 
 
 def _verify(home: Path, capsys: pytest.CaptureFixture[str], *extra: str) -> tuple[int, str]:
-    rc = main(["--home", str(home), "audit", "verify", *extra])
+    rc = run_cli(["--home", str(home), "audit", "verify", *extra])
     out = capsys.readouterr()
     return rc, out.out + out.err
 
@@ -89,7 +88,7 @@ def test_truncated_tail_against_external_checkpoint(
     home: Path, tmp_path_factory: pytest.TempPathFactory, capsys: pytest.CaptureFixture[str]
 ) -> None:
     kept = tmp_path_factory.mktemp("elsewhere") / "cp.txt"
-    assert main(["--home", str(home), "audit", "checkpoint", "--out", str(kept)]) == 0
+    assert run_cli(["--home", str(home), "audit", "checkpoint", "--out", str(kept)]) == 0
     with _db(home) as db:  # a careful attacker removes the tail AND the checkpoints that cover it
         db.execute("DELETE FROM entries WHERE idx >= 44")
         db.execute("DELETE FROM checkpoints WHERE size > 40")
@@ -113,7 +112,7 @@ def test_forged_external_checkpoint_refused(
     home: Path, tmp_path_factory: pytest.TempPathFactory, capsys: pytest.CaptureFixture[str]
 ) -> None:
     kept = tmp_path_factory.mktemp("elsewhere") / "cp.txt"
-    assert main(["--home", str(home), "audit", "checkpoint", "--out", str(kept)]) == 0
+    assert run_cli(["--home", str(home), "audit", "checkpoint", "--out", str(kept)]) == 0
     lines = kept.read_text().split("\n")
     lines[1] = "60"  # claim a bigger tree under the old signature
     kept.write_text("\n".join(lines))
@@ -128,7 +127,7 @@ def test_rolled_back_database_named(home: Path, tmp_path: Path, capsys: pytest.C
     shutil.copy(db, old)  # the log is closed: WAL folded into the main file
     _fill(home, 50, 25)
     kept = tmp_path / "cp.txt"
-    assert main(["--home", str(home), "audit", "checkpoint", "--out", str(kept)]) == 0
+    assert run_cli(["--home", str(home), "audit", "checkpoint", "--out", str(kept)]) == 0
     shutil.copy(old, db)
     rc, text = _verify(home, capsys, "--checkpoint", str(kept))
     assert rc == ExitCode.AUDIT
@@ -140,10 +139,10 @@ def test_rolled_back_database_named(home: Path, tmp_path: Path, capsys: pytest.C
 
 
 def test_missing_or_garbage_database_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    rc = main(["--home", str(tmp_path), "audit", "verify"])
+    rc = run_cli(["--home", str(tmp_path), "audit", "verify"])
     assert rc == ExitCode.INPUT
     (tmp_path / "junk").write_bytes(b"not sqlite" * 100)
-    rc = main(["--home", str(tmp_path), "audit", "verify", "--db", str(tmp_path / "junk")])
+    rc = run_cli(["--home", str(tmp_path), "audit", "verify", "--db", str(tmp_path / "junk")])
     assert rc == ExitCode.AUDIT
     err = capsys.readouterr().err
     assert "Traceback" not in err and err.count("\n") == 2

@@ -1,0 +1,19 @@
+"""The real `cardbound` command exposes the audit sub-commands."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def test_cardbound_audit_help_lists_actions() -> None:
+    out = subprocess.run(
+        [sys.executable, "-m", "cardbound.cli", "audit", "--help"], capture_output=True, text=True, cwd=REPO,
+        timeout=60,
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    for action in ("verify", "checkpoint", "ship", "purge", "export", "verify-export"):
+        assert action in out.stdout
