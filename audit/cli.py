@@ -12,7 +12,7 @@ from typing import Any
 
 from audit.checkpoint import CheckpointError, VerifierKey, key_path, load_verifier
 from audit.log import AuditLog, AuditLogError, read_meta
-from audit.verify import verify_database
+from audit.verify import Report, verify_database
 from cardbound.errors import CliError, ExitCode
 from cardbound.home import Home
 
@@ -46,19 +46,14 @@ def _key_file(args: argparse.Namespace, node: str) -> Path:
 
 
 def _verifier(args: argparse.Namespace, node: str) -> VerifierKey | None:
-    """--key FILE, else the node's .pub beside its private key in the station home, else None (log's own)."""
-    candidates = [Path(args.key)] if getattr(args, "key", None) else []
-    if not candidates:
-        priv = _key_file(args, node)
-        candidates = [priv.with_name(priv.name + ".pub"), priv]
-    for path in candidates:
+    """The node's .pub beside its private key in the station home, else None (the log's own, with a warning)."""
+    priv = _key_file(args, node)
+    for path in (priv.with_name(priv.name + ".pub"), priv):
         if path.is_file():
             try:
                 return load_verifier(path)
             except (CheckpointError, ValueError, OSError) as exc:
                 raise CliError(f"{path}: unusable verifier key ({exc})", ExitCode.KEYS) from None
-    if getattr(args, "key", None):
-        raise CliError(f"{args.key}: no such key file", ExitCode.KEYS)
     return None
 
 
@@ -81,23 +76,52 @@ def _open_log(args: argparse.Namespace) -> AuditLog:
 # --- handlers -------------------------------------------------------------------------------------------------
 
 
+def _keys_by_node(paths: list[str] | None) -> dict[str, VerifierKey]:
+    keys = {}
+    for p in paths or []:
+        try:
+            key = load_verifier(Path(p))
+        except (CheckpointError, ValueError, OSError) as exc:
+            raise CliError(f"{p}: unusable verifier key ({exc})", ExitCode.KEYS) from None
+        keys[key.name.removeprefix("cardbound-audit-")] = key
+    return keys
+
+
+def _print_report(report: Report) -> bool:
+    for f in report.findings:
+        print(f.line(), file=sys.stderr if f.severity == "error" else sys.stdout)
+    if not report.ok:
+        n = sum(1 for f in report.findings if f.severity == "error")
+        print(f"audit log of node {report.node_id} FAILED verification ({n} findings)", file=sys.stderr)
+        return False
+    print("OK " + report.summary())
+    return True
+
+
 def cmd_verify(args: argparse.Namespace) -> int:
+    if args.dsn:
+        from audit.central import CentralError, verify_central
+
+        try:
+            reports = verify_central(args.dsn, args.node, _keys_by_node(args.key))
+        except (CentralError, AuditLogError) as exc:
+            raise CliError(str(exc), ExitCode.AUDIT) from None
+        results = [_print_report(r) for r in reports]
+        return int(ExitCode.OK if all(results) else ExitCode.AUDIT)
     db = _db(args)
     node = _node_of(db)
-    key = _verifier(args, node)
+    if args.node and args.node != node:
+        raise CliError(f"{db} is the log of node {node}, not {args.node}", ExitCode.USAGE)
+    keys = _keys_by_node(args.key)
+    key = keys.get(node) if args.key else _verifier(args, node)
+    if args.key and key is None:
+        raise CliError(f"none of the keys given is node {node}'s", ExitCode.KEYS)
     external = [(p, _read_text(p)) for p in args.checkpoint or []]
     try:
         report = verify_database(db, key, external)
     except AuditLogError as exc:
         raise CliError(str(exc), ExitCode.AUDIT) from None
-    for f in report.findings:
-        print(f.line(), file=sys.stderr if f.severity == "error" else sys.stdout)
-    if not report.ok:
-        n = sum(1 for f in report.findings if f.severity == "error")
-        print(f"audit log of node {node} FAILED verification ({n} findings)", file=sys.stderr)
-        return int(ExitCode.AUDIT)
-    print("OK " + report.summary())
-    return int(ExitCode.OK)
+    return int(ExitCode.OK if _print_report(report) else ExitCode.AUDIT)
 
 
 def cmd_checkpoint(args: argparse.Namespace) -> int:
@@ -122,7 +146,10 @@ def register(subparsers: Any) -> None:
     _add_common(p)
     p.add_argument("--checkpoint", metavar="FILE", action="append",
                    help="a signed checkpoint kept elsewhere (detects truncation and roll-back); repeatable")
-    p.add_argument("--key", metavar="FILE", help="the node's verifier key (.pub), kept apart from the log")
+    p.add_argument("--key", metavar="FILE", action="append",
+                   help="a node's verifier key (.pub), kept apart from the log; repeatable")
+    p.add_argument("--dsn", help="verify the central PostgreSQL store instead of a local log")
+    p.add_argument("--node", metavar="ID", help="only this node")
     p.set_defaults(handler=cmd_verify)
 
     p = sub.add_parser("checkpoint", help="sign a checkpoint of the log now and print it (keep it elsewhere)")
@@ -201,11 +228,20 @@ def cmd_export(args: argparse.Namespace) -> int:
     try:
         from_ms = parse_time(args.from_time) if args.from_time else None
         to_ms = parse_time(args.to_time) if args.to_time else None
-        with _open_log(args) as log:
-            result = export_log(
-                log, Path(args.out), fmt=args.format, from_ms=from_ms, to_ms=to_ms, event_type=args.type,
-                node=args.node, operator_id=args.operator,
-            )
+        if args.dsn:
+            from audit.central import CentralError, export_central
+
+            try:
+                result = export_central(args.dsn, Path(args.out), fmt=args.format, from_ms=from_ms, to_ms=to_ms,
+                                        event_type=args.type, node=args.node)
+            except CentralError as exc:
+                raise CliError(str(exc), ExitCode.FAILURE) from None
+        else:
+            with _open_log(args) as log:
+                result = export_log(
+                    log, Path(args.out), fmt=args.format, from_ms=from_ms, to_ms=to_ms, event_type=args.type,
+                    node=args.node, operator_id=args.operator,
+                )
     except ExportError as exc:
         raise CliError(str(exc), ExitCode.USAGE) from None
     except OSError as exc:
@@ -217,13 +253,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 def cmd_verify_export(args: argparse.Namespace) -> int:
     from audit.export import ExportError, verify_export
 
-    keys = {}
-    if args.key:
-        try:
-            key = load_verifier(Path(args.key))
-        except (CheckpointError, ValueError, OSError) as exc:
-            raise CliError(f"{args.key}: unusable verifier key ({exc})", ExitCode.KEYS) from None
-        keys[key.name.removeprefix("cardbound-audit-")] = key
+    keys = _keys_by_node(args.key)
     try:
         report = verify_export(Path(args.file), keys)
     except (ExportError, OSError) as exc:
@@ -245,7 +275,8 @@ def _register_export(sub: Any) -> None:
     p.add_argument("--from", dest="from_time", metavar="TIME", help="ISO 8601 start (inclusive, UTC default)")
     p.add_argument("--to", dest="to_time", metavar="TIME", help="ISO 8601 end (exclusive)")
     p.add_argument("--type", metavar="TYPE", help="event type, e.g. gate.decision")
-    p.add_argument("--node", metavar="ID", help="node id (must be this log's)")
+    p.add_argument("--node", metavar="ID", help="node id (a local log: must be its own; central: that node)")
+    p.add_argument("--dsn", help="export from the central PostgreSQL store (all nodes, or --node)")
     p.add_argument("--format", choices=("jsonl", "csv"), default="jsonl")
     p.add_argument("--out", metavar="FILE", required=True)
     p.add_argument("--operator", metavar="ID", help="operator id recorded in the export event")
@@ -253,7 +284,8 @@ def _register_export(sub: Any) -> None:
 
     p = sub.add_parser("verify-export", help="check an export offline against its signed checkpoint")
     p.add_argument("file", metavar="FILE", help="the export (its FILE.checkpoint.json beside it)")
-    p.add_argument("--key", metavar="FILE", help="the node's verifier key (.pub), kept apart from the export")
+    p.add_argument("--key", metavar="FILE", action="append",
+                   help="a node's verifier key (.pub), kept apart from the export; repeatable")
     p.set_defaults(handler=cmd_verify_export)
 
 

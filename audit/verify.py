@@ -183,7 +183,7 @@ def verify_data(data: LogData, key: VerifierKey | None, external: Sequence[tuple
         if data.vkey is None:
             raise AuditLogError("no verifier key given and none recorded")
         key = VerifierKey.decode(data.vkey)
-        report.add("key-from-log", "verifier key read from the log itself; pass --key for an independent check",
+        report.add("key-from-log", "verifier key read from the store itself; pass --key for an independent check",
                    WARNING)
     elif key.name != key_name(node_id):
         report.add("wrong-key", f"verifier key {key.name} is not the key of node {node_id}")

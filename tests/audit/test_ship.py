@@ -120,3 +120,29 @@ def test_other_key_for_known_node_refused(tmp_path: Path, pg_dsn: str) -> None:
     ship(_log(tmp_path / "a", 0, 10), pg_dsn)
     with pytest.raises(ShipRejected, match="pinned"):
         ship(_log(tmp_path / "b", 0, 10), pg_dsn)
+
+
+def test_central_store_verifies_and_exports(tmp_path: Path, pg_dsn: str, capsys: pytest.CaptureFixture[str]) -> None:
+    for node in ("gate-07", "desk-01"):
+        with AuditLog.open_station(tmp_path / node, node, checkpoint_every=40) as log:
+            log.append_many([gate_event(i) for i in range(100)])
+        ship(tmp_path / node / "audit" / "audit.sqlite3", pg_dsn)
+    assert run_cli(["--home", str(tmp_path), "audit", "verify", "--dsn", pg_dsn]) == 0
+    out = capsys.readouterr().out
+    assert "OK audit log of node desk-01: 100 entries" in out and "OK audit log of node gate-07: 100 entries" in out
+
+    export = tmp_path / "central.jsonl"
+    assert run_cli(["--home", str(tmp_path), "audit", "export", "--dsn", pg_dsn, "--out", str(export),
+                    "--type", "gate.decision"]) == 0
+    assert "exported 200 entries" in capsys.readouterr().out
+    keys = [str(tmp_path / n / "keys" / f"audit-{n}.ed25519.pub") for n in ("gate-07", "desk-01")]
+    assert run_cli(["audit", "verify-export", str(export), "--key", keys[0], "--key", keys[1]]) == 0
+    assert "200 of 200 rows verified" in capsys.readouterr().out
+
+    # Someone with write access to the central tables alters a shipped entry: named on verification.
+    with psycopg.connect(pg_dsn, autocommit=True) as conn:
+        conn.execute("UPDATE audit_entries SET body = convert_to(replace(convert_from(body, 'UTF8'), 'gate-07', "
+                     "'gate-08'), 'UTF8') WHERE node_id='desk-01' AND idx=42")
+    assert run_cli(["--home", str(tmp_path), "audit", "verify", "--dsn", pg_dsn]) == ExitCode.AUDIT
+    err = capsys.readouterr().err
+    assert "MODIFIED: entries 42 modified" in err and "node desk-01 FAILED" in err
