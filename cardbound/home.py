@@ -7,6 +7,8 @@ Everything lives under one directory so that several stations can run side by si
 from __future__ import annotations
 
 import os
+import re
+import socket
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -59,3 +61,15 @@ class Home:
     @property
     def config(self) -> Path:
         return self.root / "config"
+
+    @property
+    def node_id(self) -> str:
+        """This station's id in the audit log (one log per home): `config/node-id` if present, else the host name.
+
+        The desk and the gate of one home share it; several stations on one host use several homes."""
+        try:
+            configured = (self.config / "node-id").read_text().strip()
+        except OSError:
+            configured = ""
+        name = configured or socket.gethostname() or "node"
+        return re.sub(r"[^a-z0-9._-]", "-", name.lower())[:48].strip("-.") or "node"

@@ -10,8 +10,8 @@ from pathlib import Path
 
 from audit import AuditLog
 from biometric.capture import SampleSource
+from biometric.isolation import FaceWorker, IsolationError, SampleUnusable
 from biometric.quality import QualityReason, message
-from biometric.worker import BiometricWorker, SampleError, WorkerError
 from card import transport
 from card.keystore import KeyStore, KeystoreError
 from card.piv import PivSession
@@ -97,13 +97,13 @@ def _parse_holder_ref(text: str) -> bytes:
     return ref
 
 
-def worker_capture(worker: BiometricWorker, source: SampleSource, samples: int, lang: str) -> CapturedTemplate:
+def worker_capture(worker: FaceWorker, source: SampleSource, samples: int, lang: str) -> CapturedTemplate:
     try:
-        got = worker.enrol(source, max_samples=samples)
-    except SampleError as exc:
+        got = worker.enrol_template(source, max_samples=samples)
+    except SampleUnusable as exc:
         failure = EnrolFailure.NO_CAMERA if exc.kind == "CameraError" else EnrolFailure.BAD_INPUT
         raise CaptureRefused(failure, str(exc)) from None
-    except WorkerError as exc:
+    except IsolationError as exc:
         raise CaptureRefused(EnrolFailure.BAD_INPUT, f"biometric worker failed: {exc}") from None
     if got.template is None:
         first = QualityReason(got.reasons[0]) if got.reasons else QualityReason.NO_FACE
@@ -152,7 +152,7 @@ def run(args: argparse.Namespace) -> int:
         delete_sources=tuple(args.photo) if (args.delete_source and args.photo) else (),
     )
     home.ensure()
-    with AuditLog.open_station(home.root, node_id=args.station) as log, BiometricWorker() as worker:
+    with AuditLog.open_station(home.root, node_id=home.node_id) as log, FaceWorker() as worker:
         try:
             with transport.connect(reader, timeout=args.card_timeout) as conn:
                 result = enrol(

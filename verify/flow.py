@@ -31,7 +31,7 @@ class ProbeOutcome:
     compare_ms: float = 0.0
 
 
-Match = Callable[[bytearray], ProbeOutcome]
+Match = Callable[[bytearray, float], ProbeOutcome]  # (512-byte reference, threshold) -> outcome
 
 
 @dataclass(frozen=True)
@@ -46,7 +46,7 @@ class Policy(Protocol):
 
 
 class BanCheck(Protocol):
-    def is_banned(self, holder_ref: bytes, today: date) -> bool: ...
+    def is_banned(self, holder_ref: bytes, today: date) -> object: ...  # truthy (e.g. the ban entry) when banned
 
 
 @dataclass
@@ -93,7 +93,7 @@ class Gate:
                 decision.reason = Reason.ACCEPTED_NO_BIOMETRIC
                 return decision
             decision.threshold = req.threshold
-            outcome = self.match(reading.unsealed.template)
+            outcome = self.match(reading.unsealed.template, req.threshold)
         finally:
             reading.wipe()  # the reference lives no longer than the comparison
         decision.timings_ms["capture"] = outcome.capture_ms
