@@ -1,0 +1,49 @@
+"""Revoked-card list: lost or withdrawn cards by GUID."""
+
+from __future__ import annotations
+
+import secrets
+from pathlib import Path
+
+import pytest
+
+from verify.revocation import RevocationList, RevocationListError, format_revocation_list
+
+
+def test_membership(tmp_path: Path) -> None:
+    lost, withdrawn, fine = secrets.token_bytes(16), secrets.token_bytes(16), secrets.token_bytes(16)
+    p = tmp_path / "revoked.txt"
+    p.write_text("# revoked cards\n" + format_revocation_list([lost]) + f"{withdrawn.hex().upper()}  # withdrawn\n")
+    rl = RevocationList.load(p)
+    assert len(rl) == 2
+    assert rl.is_revoked(lost) and rl.is_revoked(bytearray(withdrawn))
+    assert not rl.is_revoked(fine)
+    assert lost in rl and fine not in rl and "x" not in rl
+
+
+def test_wrong_length_guid_is_treated_as_revoked() -> None:
+    rl = RevocationList.parse(format_revocation_list([]))
+    assert rl.is_revoked(b"\x01" * 15) and rl.is_revoked(b"")
+
+
+@pytest.mark.parametrize(
+    "text,words",
+    [
+        ("", "empty"),
+        ("cardbound-revoked 2\n", "header"),
+        ("cardbound-revoked 1\n0123\n", "line 2"),
+        ("cardbound-revoked 1\n" + "g" * 32 + "\n", "line 2"),
+        ("cardbound-revoked 1\n\n" + "ab" * 17 + "\n", "line 3"),
+    ],
+)
+def test_malformed_file_is_a_clear_error(tmp_path: Path, text: str, words: str) -> None:
+    p = tmp_path / "revoked.txt"
+    p.write_text(text)
+    with pytest.raises(RevocationListError) as err:
+        RevocationList.load(p)
+    assert str(p) in str(err.value) and words in str(err.value)
+
+
+def test_missing_file(tmp_path: Path) -> None:
+    with pytest.raises(RevocationListError, match="cannot read"):
+        RevocationList.load(tmp_path / "nope.txt")

@@ -1,0 +1,206 @@
+"""The port-ban list (art. 2.5.2.81 of the Navigation Code): who may not enter, by pseudonymous holder reference.
+
+Pseudonymisation. The card carries `holder_ref = HMAC-SHA256(key, NRN)` — 32 bytes, where NRN is the holder's
+Belgian national register number as its 11 ASCII digits and `key` the processor's holder-reference key. The
+enrolment desk computes it with `pseudonymise(nrn, key)` from the identity document, writes it into the sealed
+template's header and keeps neither the NRN nor the reference. The ban list is produced with the same key from the
+NRNs on the ISPS platform, so a gate can match a card against the list without ever seeing a national number, and
+the list reveals no number to someone without the key.
+
+File format (UTF-8 text, one entry a line; `#` starts a comment; blank lines ignored):
+
+    cardbound-banlist 1 key-id=<16 hex>          first non-comment line: format, version, key fingerprint
+    <64 hex holder_ref> <YYYY-MM-DD>             banned up to and including that day
+
+The key fingerprint (`key_id(key)`) lets a gate loaded with the wrong key fail loudly instead of matching nothing.
+Lookups compare against every entry with `hmac.compare_digest` and never stop early, so the time taken does not
+depend on whether or where a holder is listed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import os
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+
+HOLDER_REF_BYTES = 32
+MIN_KEY_BYTES = 16
+HEADER = "cardbound-banlist"
+VERSION = 1
+MAX_FILE_BYTES = 16 * 1024 * 1024
+_SEPARATORS = re.compile(r"[\s.\-/]")
+_HEADER_RE = re.compile(rf"^{HEADER} (\d+) key-id=([0-9a-f]{{16}})$")
+_ENTRY_RE = re.compile(r"^([0-9a-f]{64})\s+(\d{4}-\d{2}-\d{2})$")
+
+
+class BanListError(ValueError):
+    """The ban-list file (or its key) is unusable; the message names the file and the line."""
+
+
+class InvalidNationalNumber(ValueError):  # noqa: N818 - reads as the condition at the desk
+    """Not a well-formed Belgian national register number (11 digits, mod-97 check)."""
+
+
+def normalise_nrn(nrn: str) -> str:
+    """The 11 digits of a national register number written with or without separators ("85.07.30-033.28"),
+    checked: mod-97 check digits for birth before 2000 (on the first 9 digits) or from 2000 on ("2" prefixed).
+    BIS numbers (month + 20 or + 40) use the same rule and pass."""
+    if not isinstance(nrn, str):
+        raise InvalidNationalNumber("national register number must be text")
+    digits = _SEPARATORS.sub("", nrn)
+    if len(digits) != 11 or not digits.isascii() or not digits.isdigit():
+        raise InvalidNationalNumber("national register number must have 11 digits")
+    base, check = int(digits[:9]), int(digits[9:])
+    if check not in (97 - base % 97, 97 - (2_000_000_000 + base) % 97):
+        raise InvalidNationalNumber("national register number check digits do not match")
+    return digits
+
+
+def _check_key(key: bytes) -> None:
+    if not isinstance(key, bytes | bytearray) or len(key) < MIN_KEY_BYTES:
+        raise BanListError(f"the holder-reference key must be at least {MIN_KEY_BYTES} bytes")
+
+
+def pseudonymise(nrn: str, key: bytes) -> bytes:
+    """holder_ref = HMAC-SHA256(key, 11 ASCII digits of the NRN): 32 bytes for the card header and the ban list."""
+    _check_key(key)
+    return hmac.new(bytes(key), normalise_nrn(nrn).encode("ascii"), hashlib.sha256).digest()
+
+
+def key_id(key: bytes) -> str:
+    """A public fingerprint of the key (16 hex), written in the ban-list header. Domain-separated from holder
+    references (an NRN is 11 digits, never this label)."""
+    _check_key(key)
+    return hmac.new(bytes(key), b"cardbound/banlist/key-id/v1", hashlib.sha256).hexdigest()[:16]
+
+
+def load_key(path: str | os.PathLike[str]) -> bytes:
+    """Read a key file: 64 hex characters (32 bytes). Refused when group/world-readable (it is a secret)."""
+    p = Path(path)
+    try:
+        st = p.stat()
+        text = p.read_text(encoding="ascii").strip()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise BanListError(f"{p}: cannot read the key file: {exc}") from None
+    if st.st_mode & 0o077:
+        raise BanListError(f"{p}: key file must not be readable by group or others (chmod 600)")
+    if not re.fullmatch(r"[0-9a-fA-F]{64}", text):
+        raise BanListError(f"{p}: key file must hold 64 hex characters (32 bytes)")
+    return bytes.fromhex(text)
+
+
+@dataclass(frozen=True)
+class BanEntry:
+    holder_ref: bytes  # 32 bytes
+    until: date  # inclusive
+
+    def __repr__(self) -> str:  # the reference is pseudonymous but still personal data: keep it out of logs
+        return f"BanEntry(holder_ref=<redacted>, until={self.until.isoformat()})"
+
+
+def _as_ref(holder_ref: bytes | bytearray | str) -> bytes:
+    if isinstance(holder_ref, str):
+        try:
+            holder_ref = bytes.fromhex(holder_ref)
+        except ValueError:
+            raise ValueError("holder_ref must be hex") from None
+    if not isinstance(holder_ref, bytes | bytearray) or len(holder_ref) != HOLDER_REF_BYTES:
+        raise ValueError(f"holder_ref must be {HOLDER_REF_BYTES} bytes")
+    return bytes(holder_ref)
+
+
+class BanList:
+    """A loaded ban list. `is_banned(holder_ref, today)` is the only question it answers."""
+
+    def __init__(self, entries: Iterable[BanEntry], key_fingerprint: str, source: str = "<memory>") -> None:
+        self._entries = tuple(entries)
+        self.key_id = key_fingerprint
+        self.source = source
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def __repr__(self) -> str:
+        return f"BanList({len(self._entries)} entries from {self.source})"
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str], key: bytes) -> BanList:
+        p = Path(path)
+        try:
+            if p.stat().st_size > MAX_FILE_BYTES:
+                raise BanListError(f"{p}: larger than {MAX_FILE_BYTES} bytes")
+            text = p.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise BanListError(f"{p}: cannot read the ban list: {exc}") from None
+        return cls.parse(text, key, source=str(p))
+
+    @classmethod
+    def parse(cls, text: str, key: bytes, *, source: str = "<memory>") -> BanList:
+        _check_key(key)
+        expected_id = key_id(key)
+        header_seen = False
+        entries: list[BanEntry] = []
+        for lineno, raw in enumerate(text.splitlines(), 1):
+            line = raw.split("#", 1)[0].strip()
+            if not line:
+                continue
+            where = f"{source}, line {lineno}"
+            if not header_seen:
+                m = _HEADER_RE.match(line)
+                if not m:
+                    raise BanListError(f"{where}: expected the header '{HEADER} {VERSION} key-id=<16 hex>'")
+                if int(m.group(1)) != VERSION:
+                    raise BanListError(f"{where}: unsupported ban-list version {m.group(1)}")
+                if not hmac.compare_digest(m.group(2), expected_id):
+                    raise BanListError(f"{where}: made with another key (key-id {m.group(2)}, ours {expected_id})")
+                header_seen = True
+                continue
+            m = _ENTRY_RE.match(line)
+            if not m:
+                raise BanListError(f"{where}: expected '<64 hex holder reference> <YYYY-MM-DD>'")
+            try:
+                until = date.fromisoformat(m.group(2))
+            except ValueError:
+                raise BanListError(f"{where}: {m.group(2)!r} is not a date") from None
+            entries.append(BanEntry(bytes.fromhex(m.group(1)), until))
+        if not header_seen:
+            raise BanListError(f"{source}: empty file (no '{HEADER}' header)")
+        return cls(entries, expected_id, source)
+
+    def is_banned(self, holder_ref: bytes | bytearray | str, today: date) -> BanEntry | None:
+        """The entry that bans `holder_ref` on `today` (the longest if listed twice), or None. Expired entries
+        (until < today) no longer apply. Every entry is compared, in constant time each."""
+        ref = _as_ref(holder_ref)
+        found: BanEntry | None = None
+        for entry in self._entries:
+            same = hmac.compare_digest(entry.holder_ref, ref)
+            if same and entry.until >= today and (found is None or entry.until > found.until):
+                found = entry
+        return found
+
+
+def format_banlist(entries: Iterable[BanEntry], key: bytes) -> str:
+    """The file text for `entries` (for the tool that exports the list from the ISPS platform, and for tests)."""
+    lines = [f"{HEADER} {VERSION} key-id={key_id(key)}"]
+    for e in entries:
+        lines.append(f"{_as_ref(e.holder_ref).hex()} {e.until.isoformat()}")
+    return "\n".join(lines) + "\n"
+
+
+__all__ = [
+    "HOLDER_REF_BYTES",
+    "BanEntry",
+    "BanList",
+    "BanListError",
+    "InvalidNationalNumber",
+    "format_banlist",
+    "key_id",
+    "load_key",
+    "normalise_nrn",
+    "pseudonymise",
+]

@@ -1,0 +1,167 @@
+"""The gate policy: per ISPS security level and visitor category, is the holder admitted, is the face check
+required, and at which distance threshold.
+
+Security levels are those of art. 2.5.2.24 of the Navigation Code (1: permanent minimum measures; 2: heightened
+risk; 3: incident probable or imminent). The categories are named by the port security plan; the royal decree of
+4 June 2023 (annex, access control) requires at least: seafarers, officers of the authorities, persons working in or
+visiting the port regularly, residents of the port, persons working in or visiting the port occasionally — hence
+the names in `ANNEX_CATEGORIES`. A policy may add its own (e.g. `driver`).
+
+A policy is validated when it is built (see `GatePolicy.from_mapping`, used by `verify.config`): every level
+defines the same categories, thresholds lie in (0, 1.2), and a higher level is never weaker than a lower one (a
+category refused at level n is refused above it; a face check required at n is required above it; the threshold
+never grows with the level). A category the policy does not know is refused (fail closed).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+LEVELS = (1, 2, 3)
+THRESHOLD_RANGE = (0.0, 1.2)  # exclusive; distances of unit templates lie in [0, 2], 0.6 is dlib's loose default
+CATEGORY_RE = re.compile(r"^[a-z][a-z0-9_]{0,31}$")
+ANNEX_CATEGORIES = ("seafarer", "authority", "regular", "resident", "occasional")
+_ENTRY_KEYS = frozenset({"admitted", "biometric", "threshold"})
+
+
+class PolicyError(ValueError):
+    """The policy is invalid. `key` is the dotted path of the offending entry (e.g. "policy.level2.crew")."""
+
+    def __init__(self, key: str, problem: str) -> None:
+        super().__init__(f"{key}: {problem}")
+        self.key = key
+        self.problem = problem
+
+
+@dataclass(frozen=True)
+class Requirement:
+    """What the gate must do for one holder. `threshold` only means something when `biometric` is true; it is 0.0
+    otherwise, so that a caller that compares anyway rejects (fail closed)."""
+
+    admitted: bool
+    biometric: bool
+    threshold: float
+    level: int = 0
+    category: str = ""
+
+
+@dataclass(frozen=True)
+class Rule:
+    admitted: bool
+    biometric: bool
+    threshold: float  # 0.0 when not biometric
+
+
+@dataclass(frozen=True)
+class GatePolicy:
+    """Rules per level (1, 2, 3) and category. Build with `from_mapping` (validates) or `verify.config`."""
+
+    rules: Mapping[int, Mapping[str, Rule]]
+
+    @property
+    def categories(self) -> tuple[str, ...]:
+        return tuple(sorted(self.rules[1]))
+
+    def decide_requirements(self, level: int, category: str) -> Requirement:
+        """The requirement for `category` at ISPS `level`. Unknown category: not admitted. Bad level: ValueError."""
+        if isinstance(level, bool) or level not in LEVELS:
+            raise ValueError(f"security level must be 1, 2 or 3, got {level!r}")
+        rule = self.rules[level].get(category)
+        if rule is None:
+            return Requirement(False, True, 0.0, level, category)
+        return Requirement(rule.admitted, rule.biometric, rule.threshold, level, category)
+
+    # the name the gate flow (verify.flow.Policy) calls
+    requirement = decide_requirements
+
+    @classmethod
+    def from_mapping(cls, data: Mapping[str, Any], *, prefix: str = "policy") -> GatePolicy:
+        """Validate the `[policy]` table of a gate configuration: {"level1": {category: {...}}, ...}."""
+        if not isinstance(data, Mapping):
+            raise PolicyError(prefix, "must be a table")
+        expected = {f"level{n}" for n in LEVELS}
+        for key in data:
+            if key not in expected:
+                raise PolicyError(f"{prefix}.{key}", "unknown key (expected level1, level2, level3)")
+        rules: dict[int, dict[str, Rule]] = {}
+        for n in LEVELS:
+            key = f"{prefix}.level{n}"
+            table = data.get(f"level{n}")
+            if table is None:
+                raise PolicyError(key, "missing: every security level 1, 2 and 3 must be defined")
+            if not isinstance(table, Mapping) or not table:
+                raise PolicyError(key, "must be a non-empty table of categories")
+            rules[n] = {cat: _rule(f"{key}.{cat}", cat, entry) for cat, entry in table.items()}
+        _check_same_categories(rules, prefix)
+        _check_monotonic(rules, prefix)
+        return cls(rules)
+
+
+def _rule(key: str, category: str, entry: Any) -> Rule:
+    if not CATEGORY_RE.match(category):
+        raise PolicyError(key, "category names are lower-case identifiers (a-z, 0-9, _; at most 32)")
+    if not isinstance(entry, Mapping):
+        raise PolicyError(key, "must be a table such as { biometric = true, threshold = 0.42 }")
+    for k in entry:
+        if k not in _ENTRY_KEYS:
+            raise PolicyError(f"{key}.{k}", "unknown key (expected admitted, biometric, threshold)")
+    admitted = entry.get("admitted", True)
+    if not isinstance(admitted, bool):
+        raise PolicyError(f"{key}.admitted", f"must be true or false, got {type(admitted).__name__}")
+    if not admitted:
+        if "biometric" in entry or "threshold" in entry:
+            raise PolicyError(key, "a category that is not admitted takes no biometric/threshold")
+        return Rule(False, True, 0.0)
+    if "biometric" not in entry:
+        raise PolicyError(f"{key}.biometric", "missing (true or false)")
+    biometric = entry["biometric"]
+    if not isinstance(biometric, bool):
+        raise PolicyError(f"{key}.biometric", f"must be true or false, got {type(biometric).__name__}")
+    if not biometric:
+        if "threshold" in entry:
+            raise PolicyError(f"{key}.threshold", "given although biometric = false")
+        return Rule(True, False, 0.0)
+    if "threshold" not in entry:
+        raise PolicyError(f"{key}.threshold", "missing (required when biometric = true)")
+    threshold = entry["threshold"]
+    if isinstance(threshold, bool) or not isinstance(threshold, int | float):
+        raise PolicyError(f"{key}.threshold", f"must be a number, got {type(threshold).__name__}")
+    lo, hi = THRESHOLD_RANGE
+    if not math.isfinite(threshold) or not lo < threshold < hi:
+        raise PolicyError(f"{key}.threshold", f"{threshold} is outside ({lo}, {hi})")
+    return Rule(True, True, float(threshold))
+
+
+def _check_same_categories(rules: Mapping[int, Mapping[str, Rule]], prefix: str) -> None:
+    first = set(rules[1])
+    for n in LEVELS[1:]:
+        missing, extra = first - set(rules[n]), set(rules[n]) - first
+        if missing:
+            raise PolicyError(f"{prefix}.level{n}", f"categories missing here but defined at level 1: "
+                                                     f"{', '.join(sorted(missing))}")
+        if extra:
+            raise PolicyError(f"{prefix}.level{n}", f"categories not defined at level 1: {', '.join(sorted(extra))}")
+
+
+def _check_monotonic(rules: Mapping[int, Mapping[str, Rule]], prefix: str) -> None:
+    """A higher security level adds measures (art. 2.5.2.24): it may never be weaker than the level below."""
+    for n in LEVELS[1:]:
+        for cat, hi in rules[n].items():
+            lo = rules[n - 1][cat]
+            key = f"{prefix}.level{n}.{cat}"
+            if hi.admitted and not lo.admitted:
+                raise PolicyError(key, f"admitted although refused at level {n - 1}")
+            if not hi.admitted:
+                continue
+            if lo.biometric and not hi.biometric:
+                raise PolicyError(key, f"face check not required although required at level {n - 1}")
+            if lo.biometric and hi.threshold > lo.threshold:
+                raise PolicyError(f"{key}.threshold", f"{hi.threshold} is looser than level {n - 1}'s "
+                                                       f"{lo.threshold} (must not grow with the level)")
+
+
+__all__ = ["ANNEX_CATEGORIES", "LEVELS", "THRESHOLD_RANGE", "GatePolicy", "PolicyError", "Requirement", "Rule"]
