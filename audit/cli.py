@@ -119,8 +119,11 @@ def cmd_verify(args: argparse.Namespace) -> int:
     external = [(p, _read_text(p)) for p in args.checkpoint or []]
     try:
         report = verify_database(db, key, external)
-    except AuditLogError as exc:
+    except (AuditLogError, CheckpointError) as exc:
         raise CliError(str(exc), ExitCode.AUDIT) from None
+    except (sqlite3.Error, ValueError, TypeError, KeyError) as exc:
+        # The database is damaged beyond what the checks can name: still one line, still a failure.
+        raise CliError(f"{db}: cannot be verified ({exc.__class__.__name__}: {exc})", ExitCode.AUDIT) from None
     return int(ExitCode.OK if _print_report(report) else ExitCode.AUDIT)
 
 

@@ -22,7 +22,7 @@ import psycopg
 from audit import merkle
 from audit.checkpoint import CheckpointError, VerifierKey, parse_checkpoint
 from audit.log import AuditLogError, read_meta, read_pruned
-from audit.verify import _claimed_index
+from audit.verify import _claimed_index, as_bytes
 
 _SCHEMA_LOCK = 9162_0001
 _SCHEMA = [
@@ -163,10 +163,13 @@ def _ship(
                 start = pruned
                 end = max(end, pruned)
             rng = merkle.CompactRange(start, frontier)
-            rows = local.execute(
-                "SELECT idx, ts_ms, type, body, leaf FROM entries WHERE idx >= ? AND idx < ? ORDER BY idx",
-                (start, end),
-            ).fetchall()
+            rows = [
+                (idx, ts, typ, as_bytes(body), as_bytes(leaf))
+                for idx, ts, typ, body, leaf in local.execute(
+                    "SELECT idx, ts_ms, type, body, leaf FROM entries WHERE idx >= ? AND idx < ? ORDER BY idx",
+                    (start, end),
+                )
+            ]
             if [r[0] for r in rows] != list(range(start, end)):
                 raise ShipRejected(f"local log is missing entries in {start}-{end - 1}")
             for idx, _ts, _type, body, leaf in rows:

@@ -163,7 +163,7 @@ def load_sqlite(conn: sqlite3.Connection) -> LogData:
         pruned=pruned,
         frontier=frontier,
         recorded_size=int(read_meta(conn, "size") or "0"),
-        rows=conn.execute("SELECT idx, body, leaf FROM entries ORDER BY idx").fetchall(),
+        rows=normalise_rows(conn.execute("SELECT idx, body, leaf FROM entries ORDER BY idx").fetchall()),
         checkpoints=[
             (int(a), bytes(b), str(c))
             for a, b, c in conn.execute("SELECT size, root, note FROM checkpoints ORDER BY size")
@@ -237,6 +237,7 @@ def verify_data(data: LogData, key: VerifierKey | None, external: Sequence[tuple
     # Stored checkpoints: signature, then root against the tree rebuilt from content.
     good_sizes: list[int] = []
     last_ok = pruned
+    mismatched: list[int] = []  # after the first mismatch, later ones follow from it: reported together
     for size, root, note in data.checkpoints:
         try:
             cp = parse_checkpoint(str(note), key)
@@ -252,18 +253,31 @@ def verify_data(data: LogData, key: VerifierKey | None, external: Sequence[tuple
         if cp.size < pruned:
             continue  # before the pruned prefix: nothing left to compare
         if cp.size > db_size:
-            report.add("truncated", f"signed checkpoint of {_fmt_time(cp.time_ms)} covers {cp.size} entries, "
-                       f"the log holds {db_size}: entries {_ranges(range(db_size, cp.size))} lost")
+            if cp.size > last:  # not explained by holes already reported as deletions
+                report.add("truncated", f"signed checkpoint of {_fmt_time(cp.time_ms)} covers {cp.size} entries, "
+                           f"the log holds {db_size}: entries {_ranges(range(max(db_size, last), cp.size))} lost")
+            else:
+                mismatched.append(cp.size)
             continue
         computed = tree.root(cp.size)
         if computed is None:
             report.add("pruned-frontier", f"checkpoint at size {cp.size}: pruned hashes missing")
         elif computed != cp.root:
-            report.add("root-mismatch", f"checkpoint at size {cp.size} ({_fmt_time(cp.time_ms)}) does not match "
-                       f"the log: content of entries {last_ok}-{cp.size - 1} altered")
+            if not mismatched:
+                report.add("root-mismatch", f"checkpoint at size {cp.size} ({_fmt_time(cp.time_ms)}) does not "
+                           f"match the log: content of entries {last_ok}-{cp.size - 1} altered")
+            mismatched.append(cp.size)
+        elif mismatched:
+            report.add("root-mismatch", f"checkpoint at size {cp.size} matches again after mismatches "
+                       f"(sizes {_ranges(mismatched)}): history was rewritten to fit it")
         else:
             good_sizes.append(cp.size)
             last_ok = cp.size
+    if len(mismatched) > 1:
+        report.add("root-mismatch", f"{len(mismatched) - 1} later checkpoints (sizes {_ranges(mismatched[1:])}) "
+                   "fail as a consequence")
+    elif len(mismatched) == 1 and not any(f.code == "root-mismatch" for f in report.findings):
+        report.add("root-mismatch", f"checkpoint at size {mismatched[0]} does not match the log")
 
     # Checkpoints kept elsewhere: the only defence against roll-back and tail truncation with cover-up.
     for label, note in external:
@@ -301,6 +315,27 @@ def verify_data(data: LogData, key: VerifierKey | None, external: Sequence[tuple
         report.add("unsigned-tail", f"entries {_ranges(range(covered, db_size))} not yet covered by a signed "
                    "checkpoint", WARNING)
     return report
+
+
+def as_bytes(value: object) -> bytes:
+    """A stored column as bytes, whatever SQL left in it (an SQL `replace()` on a BLOB yields TEXT, for
+    instance): content that changed type still gets hashed and reported, never crashes the verifier."""
+    if isinstance(value, bytes):
+        return value
+    if isinstance(value, str):
+        return value.encode("utf-8", "surrogateescape")
+    if isinstance(value, bytearray | memoryview):
+        return bytes(value)
+    return repr(value).encode()
+
+
+def normalise_rows(rows: list[tuple[object, object, object]]) -> list[tuple[int, bytes, bytes]]:
+    if all(type(r[1]) is bytes and type(r[2]) is bytes and type(r[0]) is int for r in rows):
+        return rows  # type: ignore[return-value]
+    out = []
+    for idx, body, leaf in rows:
+        out.append((idx if isinstance(idx, int) else -1, as_bytes(body), as_bytes(leaf)))
+    return out
 
 
 def _claimed_index(body: bytes) -> int:

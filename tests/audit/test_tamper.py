@@ -146,3 +146,33 @@ def test_missing_or_garbage_database_is_one_line(tmp_path: Path, capsys: pytest.
     assert rc == ExitCode.AUDIT
     err = capsys.readouterr().err
     assert "Traceback" not in err and err.count("\n") == 2
+
+
+def test_sql_edit_that_changes_column_type_is_named(home: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # SQLite's replace() on a BLOB yields TEXT: the verifier must hash what is there, not crash.
+    with _db(home) as db:
+        db.execute("UPDATE entries SET body=replace(body, 'granted', 'refused') WHERE idx=17")
+    rc, text = _verify(home, capsys)
+    assert rc == ExitCode.AUDIT
+    assert "MODIFIED: entries 17 modified" in text and "Traceback" not in text
+
+
+def test_several_tamperings_each_named_once(home: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    with _db(home) as db:
+        db.execute("DELETE FROM entries WHERE idx=23")
+        a = db.execute("SELECT ts_ms, type, body, leaf FROM entries WHERE idx=30").fetchone()
+        b = db.execute("SELECT ts_ms, type, body, leaf FROM entries WHERE idx=31").fetchone()
+        db.execute("UPDATE entries SET ts_ms=?, type=?, body=?, leaf=? WHERE idx=30", b)
+        db.execute("UPDATE entries SET ts_ms=?, type=?, body=?, leaf=? WHERE idx=31", a)
+        body = db.execute("SELECT body FROM entries WHERE idx=7").fetchone()[0]
+        db.execute("UPDATE entries SET body=? WHERE idx=7", (body.replace(b'"granted"', b'"refused"'),))
+    rc, text = _verify(home, capsys)
+    assert rc == ExitCode.AUDIT
+    lines = [ln for ln in text.splitlines() if ":" in ln and ln.split(":")[0].isupper()]
+    assert lines[:3] == [
+        "DELETED: entries 23 deleted (gap in the log)",
+        "MODIFIED: entries 7 modified: content does not match its recorded hash",
+        "REORDERED: entries 30 and 31 swapped",
+    ]
+    assert "content of entries 0-9 altered" in text  # the first checkpoint that no longer matches
+    assert "TRUNCATED" not in text  # the shorter log is explained by the deletion
