@@ -76,9 +76,10 @@ class RevocationList:
         """True when `guid` is listed. A GUID of the wrong length is treated as revoked (fail closed)."""
         if not isinstance(guid, bytes | bytearray) or len(guid) != GUID_BYTES:
             return True
+        probe = bytes(guid)
         found = False
         for g in self._guids:
-            found |= hmac.compare_digest(g, bytes(guid))
+            found |= hmac.compare_digest(g, probe)
         return found
 
     def __contains__(self, guid: object) -> bool:
