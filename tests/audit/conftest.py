@@ -53,8 +53,8 @@ class PgServer:
         opts = f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1"
         self._ctl("-o", opts, "-l", str(self.root / "log"), "-w", "start")
 
-    def stop(self) -> None:
-        self._ctl("-m", "fast", "-w", "stop")
+    def stop(self, mode: str = "fast") -> None:
+        self._ctl("-m", mode, "-w", "stop")
 
     def dsn(self, dbname: str = "postgres") -> str:
         return f"host=127.0.0.1 port={self.port} user=postgres dbname={dbname}"
@@ -88,7 +88,7 @@ def pg_server() -> Iterator[PgServer]:
     finally:
         pid_file = server.data / "postmaster.pid"
         if pid_file.exists():
-            server.stop()
+            server.stop("immediate")  # the data directory is discarded: no shutdown checkpoint needed
         shutil.rmtree(root, ignore_errors=True)
 
 

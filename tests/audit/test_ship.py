@@ -146,3 +146,25 @@ def test_central_store_verifies_and_exports(tmp_path: Path, pg_dsn: str, capsys:
     assert run_cli(["--home", str(tmp_path), "audit", "verify", "--dsn", pg_dsn]) == ExitCode.AUDIT
     err = capsys.readouterr().err
     assert "MODIFIED: entries 42 modified" in err and "node desk-01 FAILED" in err
+
+
+def test_shipper_killed_mid_shipment_resumes(tmp_path: Path, pg_dsn: str) -> None:
+    import os
+    import signal
+    import time
+
+    db = _log(tmp_path, 0, 2000, every=20)
+    for delay in (0.3, 0.6):
+        pid = os.fork()
+        if pid == 0:  # the shipper process, killed while it works
+            try:
+                ship(db, pg_dsn, max_batch=20, on_commit=lambda _size: time.sleep(0.005))
+            finally:
+                os._exit(0)
+        time.sleep(delay)
+        os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+    partial = len(_central(pg_dsn))
+    assert 0 < partial < 2000, partial
+    assert ship(db, pg_dsn, max_batch=20).shipped == 2000 - partial
+    assert _central(pg_dsn) == _local(db)
