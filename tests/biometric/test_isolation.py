@@ -267,3 +267,36 @@ def test_face_worker_survives_a_crash(face_worker: FaceWorker, fr: Path) -> None
     got = face_worker.enrol_template(SampleSource.photos(str(fr / "obama" / "obama.jpg")), jitter=1)
     assert got.template is not None
     got.wipe()
+
+
+def test_frames_directory_source_read_in_place(face_worker: FaceWorker, fr: Path) -> None:
+    got = face_worker.enrol_template(SampleSource("frames", (str(fr / "biden"),), max_frames=2), max_samples=2,
+                                     jitter=1)
+    try:
+        assert got.template is not None and got.frames_seen >= 1
+    finally:
+        got.wipe()
+
+
+def test_worker_holds_no_file_open_for_writing(face_worker: FaceWorker, fr: Path) -> None:
+    """After real work, every descriptor the worker holds on a regular file is read-only."""
+    ref = face_worker.enrol_template(SampleSource.photos(str(fr / "biden" / "biden2.jpg")), jitter=1)
+    assert ref.template is not None
+    face_worker.verify_probe(ref.template, SampleSource.photos(str(fr / "biden" / "biden.jpg")), threshold=0.42)
+    ref.wipe()
+    pid = face_worker.pid
+    fd_dir = Path(f"/proc/{pid}/fd")
+    try:
+        fds = list(fd_dir.iterdir())
+    except PermissionError:
+        pytest.skip("cannot inspect a non-dumpable process without CAP_SYS_PTRACE")
+    writable_files = []
+    for fd in fds:
+        try:
+            target = os.readlink(fd)
+            flags = int(Path(f"/proc/{pid}/fdinfo/{fd.name}").read_text().split("flags:")[1].split()[0], 8)
+        except (FileNotFoundError, IndexError):
+            continue
+        if target.startswith("/") and not target.startswith("/dev/") and flags & (os.O_WRONLY | os.O_RDWR):
+            writable_files.append(target)
+    assert writable_files == []
