@@ -116,14 +116,20 @@ class Checkpoint:
         return "\n".join(lines) + "\n"
 
     def sign(self, signer: Signer) -> str:
-        body = self.body()
-        sig = signer.private.sign(body.encode())
-        blob = base64.b64encode(signer.verifier.key_id + sig).decode()
-        return f"{body}\n{_SIG_PREFIX}{signer.name} {blob}\n"
+        return sign_note(self.body(), signer)
 
 
-def parse_checkpoint(note: str, key: VerifierKey) -> Checkpoint:
-    """Parse a signed checkpoint and check its signature by `key`; raise CheckpointError / BadSignatureError."""
+def sign_note(text: str, signer: Signer) -> str:
+    """A C2SP signed note: text (ending in a newline), a blank line, one signature line."""
+    if not text.endswith("\n") or "\n\n" in text:
+        raise CheckpointError("note text must end with one newline and hold no blank line")
+    sig = signer.private.sign(text.encode())
+    blob = base64.b64encode(signer.verifier.key_id + sig).decode()
+    return f"{text}\n{_SIG_PREFIX}{signer.name} {blob}\n"
+
+
+def open_note(note: str, key: VerifierKey) -> str:
+    """The text of a signed note if `key` signed it; raise CheckpointError / BadSignatureError otherwise."""
     if len(note) > 16384 or "\n\n" not in note:
         raise CheckpointError("not a signed note (no blank line)")
     body, _, sigs = note.partition("\n\n")
@@ -141,6 +147,12 @@ def parse_checkpoint(note: str, key: VerifierKey) -> Checkpoint:
             verified = verified or key.verify(body.encode(), raw[4:])
     if not verified:
         raise BadSignatureError(f"no valid signature by {key.name}")
+    return body
+
+
+def parse_checkpoint(note: str, key: VerifierKey) -> Checkpoint:
+    """Parse a signed checkpoint and check its signature by `key`; raise CheckpointError / BadSignatureError."""
+    body = open_note(note, key)
     lines = body.split("\n")[:-1]
     if len(lines) < 4 or not lines[3].startswith("time "):
         raise CheckpointError("checkpoint body needs origin, size, root and time lines")
