@@ -168,3 +168,38 @@ def test_shipper_killed_mid_shipment_resumes(tmp_path: Path, pg_dsn: str) -> Non
     assert 0 < partial < 2000, partial
     assert ship(db, pg_dsn, max_batch=20).shipped == 2000 - partial
     assert _central(pg_dsn) == _local(db)
+
+
+def test_ship_after_local_purge(tmp_path: Path, pg_dsn: str) -> None:
+    from audit.retention import DAY_MS, purge
+
+    now = [1_700_000_000_000]
+    with AuditLog.open_station(tmp_path, NODE, checkpoint_every=50, clock=lambda: now[0]) as log:
+        log.append_many([gate_event(i) for i in range(120)])
+        log.checkpoint()  # what `cardbound audit ship` does first: only signed entries ship
+        ship(tmp_path / "audit" / "audit.sqlite3", pg_dsn)
+        now[0] += 40 * DAY_MS
+        log.append_many([gate_event(i) for i in range(120, 150)])
+        purge(log, 30)  # the first 120 go locally; the centre keeps them
+        log.append_many([gate_event(i) for i in range(150, 170)])
+    ship(tmp_path / "audit" / "audit.sqlite3", pg_dsn)
+    central = _central(pg_dsn)
+    assert [i for i, _ in central] == list(range(171))  # 170 events + the purge record
+    assert run_cli(["--home", str(tmp_path), "audit", "verify", "--dsn", pg_dsn]) == 0
+
+
+def test_entries_purged_before_shipping_are_reported(tmp_path: Path, pg_dsn: str) -> None:
+    from audit.retention import DAY_MS, purge
+
+    now = [1_700_000_000_000]
+    db = tmp_path / "audit" / "audit.sqlite3"
+    with AuditLog.open_station(tmp_path, NODE, checkpoint_every=50, clock=lambda: now[0]) as log:
+        log.append_many([gate_event(i) for i in range(60)])
+    ship(db, pg_dsn)
+    with AuditLog.open_station(tmp_path, NODE, checkpoint_every=50, clock=lambda: now[0]) as log:
+        log.append_many([gate_event(i) for i in range(60, 100)])
+        now[0] += 40 * DAY_MS
+        log.append(gate_event(100))
+        purge(log, 30)  # removes 0..99, of which 60..99 never reached the centre
+    with pytest.raises(ShipRejected, match="entries 60-99 were pruned locally before being shipped"):
+        ship(db, pg_dsn)
