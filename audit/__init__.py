@@ -10,17 +10,20 @@ Public API (what enrolment, the gate and the evidence pack call)::
         log.append_many([...])          # one durable transaction, returns the indices
 
     AuditLog.open(path: Path, node_id: str, *, key_file: Path | None = None,
-                  checkpoint_every: int = 1000) -> AuditLog
+                  checkpoint_every: int = 1000, checkpoint_seconds: float | None = 300.0) -> AuditLog
 
 - `append(event) -> int` validates the event (`audit.events`: scalars only; blobs, long base64/hex runs,
   image payloads and number lists are refused with `BiometricContentError`), commits it durably (SQLite WAL,
   synchronous=FULL) and returns its 0-based entry index.
 - Events are typed dataclasses in `audit.events` (`EVENT_TYPES` maps type string -> class; `event_schema(cls)`).
 - A checkpoint (C2SP signed note, Ed25519 key `home/keys/audit-<node>.ed25519`, 0600, created on first use)
-  is signed every `checkpoint_every` entries and on `close()`.
+  is signed every `checkpoint_every` entries, on the first append `checkpoint_seconds` after the previous
+  one, and on `close()`; `log.checkpoint()` signs one now (keep copies elsewhere: they reveal roll-back).
 - `root(size)`, `inclusion_proof(index, size)`, `consistency_proof(size1, size2)` are O(log n) look-ups.
-- Verification, shipping to PostgreSQL, retention and export live in `audit.verify`, `audit.ship`,
-  `audit.retention`, `audit.export`; the command line is `cardbound audit ...` (`audit.cli`).
+- Verification, shipping to PostgreSQL, the central store, retention and export live in `audit.verify`
+  (`verify_database`), `audit.ship` (`ship`), `audit.central` (`verify_central`, `export_central`),
+  `audit.retention` (`purge`, `parse_retention`), `audit.export` (`export_log`, `verify_export`);
+  RFC 9162 hashing and proofs in `audit.merkle`; the command line is `cardbound audit ...` (`audit.cli`).
 """
 
 from audit.events import (
