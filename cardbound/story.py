@@ -1,0 +1,219 @@
+"""The demo's story, scene by scene, on the real components. Used by `cardbound demo` and by the end-to-end tests
+(which assert every decision), so the story shown to people is the story that is tested.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from audit import AuditLog
+from audit.verify import verify_database
+from biometric.capture import SampleSource
+from biometric.isolation import FaceWorker
+from card import transport
+from card.keystore import KeyStore
+from card.personalise import read_sealed_template, write_sealed_template
+from card.piv import DEFAULT_MANAGEMENT_KEY, ManagementKeyType, ObjectId, PivSession
+from card.virtual.harness import PcscDaemon, VirtualCardProcess
+from cardbound.home import Home
+from enrol.cli import worker_capture
+from enrol.flow import EnrolRequest, enrol
+from verify.cli import worker_match
+from verify.decision import Decision
+from verify.flow import Gate
+from verify.station import BuiltinPolicy
+
+STATION = "desk-demo"
+GATE_ID = "gate-demo"
+PORTRAITS = Path("portraits") / "face_recognition"
+
+
+@dataclass(frozen=True)
+class Person:
+    name: str
+    holder_ref: bytes
+    category: str
+    enrol_photos: tuple[str, ...]
+    live_photo: str
+
+
+PEOPLE = (
+    Person("Person A", bytes.fromhex("a1" * 32), "worker", ("obama/obama.jpg", "obama/obama3.jpg"), "obama/obama2.jpg"),
+    Person("Person B", bytes.fromhex("b2" * 32), "visitor", ("rose_leslie/img1.jpg",), "rose_leslie/img2.jpg"),
+)
+
+
+@dataclass
+class Scene:
+    title: str
+    expected: str  # "accept" | "reject"
+    decision: Decision
+
+
+Say = Callable[[str], None]
+
+
+def _keys(home: Home, say: Say) -> KeyStore:
+    try:
+        keys = KeyStore.open(home.keystore)
+        say(f"keystore: using {home.keystore}")
+    except Exception:
+        keys = KeyStore.init(home.keystore)
+        say(f"keystore: new issuing CA, CRL and verifier key in {home.keystore}")
+    if STATION not in {s.name for s in keys.stations()}:
+        keys.issue_station(STATION)
+        say(f"keystore: station certificate issued for {STATION}")
+    return keys
+
+
+def _session(reader: str) -> tuple[transport.PcscConnection, PivSession]:
+    conn = transport.connect(reader, timeout=10.0)
+    return conn, PivSession(conn)
+
+
+def tell(home: Home, faces: Path, workdir: Path, *, say: Say, lang: str = "en") -> list[Scene]:
+    scenes: list[Scene] = []
+    photos = faces / PORTRAITS
+    keys = _keys(home, say)
+    trust = keys.gate_trust()  # a real gate would load the exported bundle (`cardbound keys export-gate`)
+    valid_until = (datetime.now(UTC) + timedelta(days=365)).replace(microsecond=0)
+    with PcscDaemon() as _pcscd, AuditLog.open_station(home.root, node_id=home.node_id) as log, FaceWorker() as worker:
+        sb = worker.sandbox
+        if sb is not None:
+            say(f"pcscd running; face worker (pid {sb.pid}) sandboxed: file size limit {sb.fsize_limit[0]}, "
+                f"core limit {sb.core_limit[0]}, dumpable {sb.dumpable}, memory locked {sb.memory_locked}")
+        cards = [VirtualCardProcess(workdir / f"card-{i}.json", reader=i) for i in range(2)]
+        try:
+            for card in cards:
+                card.insert()
+            say("two blank virtual PIV cards inserted in 'Virtual PCD 00 00' and 'Virtual PCD 00 01'")
+
+            # -- enrolment desk
+            for person, card in zip(PEOPLE, cards, strict=True):
+                source = SampleSource.photos(*(str(photos / x) for x in person.enrol_photos))
+                conn, session = _session(card.reader_name)
+                with conn:
+                    result = enrol(
+                        EnrolRequest(person.holder_ref, person.category, valid_until, STATION, "operator-demo"),
+                        session=session,
+                        keys=keys,
+                        capture=functools.partial(worker_capture, worker, source, 3, lang),
+                        audit=log,
+                    )
+                say(f"enrolled {person.name} ({person.category}) on card {result.card_id}: "
+                    f"{result.frames_used} photo(s), {result.container_bytes} B sealed, "
+                    f"{result.timings_ms['total']:.0f} ms; the template exists only on the card now")
+
+            gate = Gate(GATE_ID, trust, BuiltinPolicy(), lambda: 1, worker_match(worker, _photo(photos, ""), 2.0), log)
+
+            def present(title: str, expected: str, card: VirtualCardProcess, live: str) -> Decision:
+                gate.match = worker_match(worker, _photo(photos, live), 2.0)
+                conn, session = _session(card.reader_name)
+                with conn:
+                    d = gate.decide(session)
+                scenes.append(Scene(title, expected, d))
+                say(f"gate: {title}: {'ACCESS' if d.accepted else 'REFUSED'} ({d.reason.value}) — {d.message(lang)}")
+                return d
+
+            a, b = PEOPLE
+            present("Person A, own card", "accept", cards[0], a.live_photo)
+            present("Person B, own card", "accept", cards[1], b.live_photo)
+            present("Person B presents Person A's card", "reject", cards[0], b.live_photo)
+
+            # -- tampering: one bit of the sealed template changed on the card (an attacker with write access)
+            mgmt_a = keys.management_key_for(_guid(cards[0]))
+            original = _read(cards[0])
+            tampered = bytearray(original)
+            tampered[len(tampered) // 2] ^= 0x01
+            _write(cards[0], mgmt_a, bytes(tampered))
+            present("tampered card (one bit of the template flipped)", "reject", cards[0], a.live_photo)
+            _write(cards[0], mgmt_a, original)
+
+            # -- copy: Person A's sealed template copied onto Person B's genuine card
+            mgmt_b = keys.management_key_for(_guid(cards[1]))
+            original_b = _read(cards[1])
+            _write(cards[1], mgmt_b, original)
+            present("Person A's template copied onto Person B's card", "reject", cards[1], a.live_photo)
+            _write(cards[1], mgmt_b, original_b)
+
+            # -- clone: every readable object of card A copied onto a blank card (it lacks A's private 9E key)
+            cards[1].remove()
+            clone = VirtualCardProcess(workdir / "clone.json", reader=1).insert()
+            _clone_readable_objects(cards[0], clone)
+            present("cloned card (all readable data of A's card on a blank card)", "reject", clone, a.live_photo)
+            clone.remove()
+            cards[1].insert()
+
+            # -- port ban (art. 2.5.2.81): Person B's holder reference on the ban list
+            gate.bans = _BanListOf(b.holder_ref)
+            present("Person B while on the port-ban list", "reject", cards[1], b.live_photo)
+            gate.bans = None
+        finally:
+            for card in cards:
+                card.stop()
+        log.checkpoint("demo")
+    report = verify_database(home.audit_db)
+    say(f"audit log verified: {report.summary()}" if report.ok else
+        "AUDIT LOG VERIFICATION FAILED: " + "; ".join(f.line() for f in report.findings))
+    return scenes
+
+
+def _photo(root: Path, rel: str) -> SampleSource:
+    return SampleSource.photos(str(root / rel)) if rel else SampleSource.photos(str(root))
+
+
+def _guid(card: VirtualCardProcess) -> bytes:
+    from card.personalise import read_guid
+
+    conn, session = _session(card.reader_name)
+    with conn:
+        session.select()
+        guid = read_guid(session)
+    assert guid is not None
+    return guid
+
+
+def _read(card: VirtualCardProcess) -> bytes:
+    conn, session = _session(card.reader_name)
+    with conn:
+        session.select()
+        data = read_sealed_template(session)
+    assert data is not None
+    return data
+
+
+def _write(card: VirtualCardProcess, mgmt_key: bytes, data: bytes) -> None:
+    conn, session = _session(card.reader_name)
+    with conn:
+        session.select()
+        write_sealed_template(session, mgmt_key, data)
+
+
+def _clone_readable_objects(source: VirtualCardProcess, blank: VirtualCardProcess) -> None:
+    conn, session = _session(source.reader_name)
+    with conn:
+        session.select()
+        objects = {oid: session.get_data_or_none(oid) for oid in (ObjectId.CHUID, ObjectId.CARD_AUTH,
+                                                                 ObjectId.SEALED_TEMPLATE)}
+    conn, session = _session(blank.reader_name)
+    with conn:
+        session.select()
+        session.authenticate(ManagementKeyType.TDES, DEFAULT_MANAGEMENT_KEY)
+        for oid, data in objects.items():
+            if data is not None:
+                session.put_data(oid, data)
+
+
+class _BanListOf:
+    def __init__(self, holder_ref: bytes) -> None:
+        self._ref = holder_ref
+
+    def is_banned(self, holder_ref: bytes, today: object) -> bool:
+        import hmac
+
+        return hmac.compare_digest(holder_ref, self._ref)
+

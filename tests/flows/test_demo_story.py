@@ -1,0 +1,47 @@
+"""The demo's story as assertions: every scene ends with the decision and reason the story promises."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from audit.verify import verify_database
+from cardbound.home import Home
+from cardbound.story import tell
+from verify.decision import Reason
+
+EXPECTED = [
+    ("Person A, own card", Reason.ACCEPTED),
+    ("Person B, own card", Reason.ACCEPTED),
+    ("Person B presents Person A's card", Reason.FACE_MISMATCH),
+    ("tampered card (one bit of the template flipped)", Reason.TEMPLATE_INVALID),
+    ("Person A's template copied onto Person B's card", Reason.WRONG_CARD),
+    ("cloned card (all readable data of A's card on a blank card)", Reason.CARD_AUTH_FAILED),
+    ("Person B while on the port-ban list", Reason.BANNED),
+]
+
+
+def test_the_demo_story(pcscd, faces_dir: Path, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    home = Home(tmp_path / "home").ensure()
+    work = tmp_path / "cards"
+    work.mkdir()
+    said: list[str] = []
+    scenes = tell(home, faces_dir, work, say=said.append)
+    assert [(s.title, s.decision.reason) for s in scenes] == EXPECTED
+    for s in scenes:
+        assert s.decision.accepted == (s.expected == "accept")
+        assert s.decision.card_id is not None or s.decision.reason is Reason.CARD_AUTH_FAILED
+    genuine = [s.decision.distance for s in scenes if s.decision.reason is Reason.ACCEPTED]
+    impostor = [s.decision.distance for s in scenes if s.decision.reason is Reason.FACE_MISMATCH]
+    assert all(d is not None for d in genuine + impostor)
+    assert max(genuine) < min(impostor)  # type: ignore[type-var]
+
+    report = verify_database(home.audit_db)
+    assert report.ok, [f.line() for f in report.findings]
+    from audit import AuditLog
+
+    with AuditLog.open_station(home.root, node_id=home.node_id) as log:
+        records = [log.entry(i).record() for i in range(log.size)]
+    decisions = [r for r in records if r["type"] == "gate.decision"]
+    assert len(decisions) == len(EXPECTED) and report.entries == len(records)
+    assert [r["type"] for r in records].count("enrolment.completed") == 2
+    assert any("audit log verified" in line for line in said)
