@@ -5,4 +5,9 @@ and `iso27001_evidence` never imports it; their thin `cli.py` adapters may impor
 `cardbound.errors` (CliError, ExitCode) and `cardbound.home` (Home).
 """
 
+import sys
+
+# A station process writes nothing but its audit log: not even bytecode caches of the modules it imports.
+sys.dont_write_bytecode = True
+
 __version__ = "0.1.0"

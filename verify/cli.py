@@ -1,0 +1,303 @@
+"""`cardbound verify --once` (one decision, exit code) and `cardbound gate` (the long-running verifier)."""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import subprocess
+import sys
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+from audit import AuditLog
+from biometric.capture import SampleSource
+from biometric.isolation import FaceWorker, IsolationError, SampleUnusable
+from card import transport
+from card.keystore import KeyStore, KeystoreError, load_gate_trust
+from card.piv import PivSession
+from card.sealed import GateTrust
+from cardbound.errors import CliError, ExitCode
+from verify.decision import Decision, Reason
+from verify.flow import Gate, Match, ProbeOutcome
+from verify.station import GateConfigError, GateSettings, NoSourceError
+from verify.station import load_settings as _load_settings
+
+EXIT_FOR_REASON: dict[Reason, ExitCode] = {
+    Reason.ACCEPTED: ExitCode.OK,
+    Reason.ACCEPTED_NO_BIOMETRIC: ExitCode.OK,
+    Reason.NO_CARD: ExitCode.NO_CARD,
+    Reason.CARD_REMOVED: ExitCode.CARD_REMOVED,
+    Reason.CARD_ERROR: ExitCode.CARD_ERROR,
+    Reason.NOT_ENROLLED: ExitCode.CARD_NOT_ENROLLED,
+    Reason.TEMPLATE_INVALID: ExitCode.TEMPLATE_INVALID,
+    Reason.TEMPLATE_EXPIRED: ExitCode.TEMPLATE_EXPIRED,
+    Reason.WRONG_CARD: ExitCode.WRONG_CARD,
+    Reason.FACE_MISMATCH: ExitCode.FACE_MISMATCH,
+    Reason.BANNED: ExitCode.BANNED,
+    Reason.CATEGORY_NOT_ADMITTED: ExitCode.CATEGORY_NOT_ADMITTED,
+    Reason.CARD_REVOKED: ExitCode.CARD_REVOKED,
+    Reason.CARD_AUTH_FAILED: ExitCode.CARD_AUTH_FAILED,
+    Reason.CARD_CERT_INVALID: ExitCode.CARD_CERT_INVALID,
+    Reason.CAMERA_ERROR: ExitCode.NO_CAMERA,
+    Reason.NO_LIVE_FACE: ExitCode.QUALITY,
+    Reason.INTERNAL_ERROR: ExitCode.FAILURE,
+}
+
+
+def _add_source_args(p: argparse.ArgumentParser, required: bool) -> None:
+    src = p.add_mutually_exclusive_group(required=required)
+    src.add_argument("--camera", type=int, metavar="N", help="live camera device index")
+    src.add_argument("--video", type=Path, metavar="FILE", help="video file as the camera (tests, replays)")
+    src.add_argument("--frames", type=Path, metavar="DIR", help="directory of frames as the camera (tests)")
+    src.add_argument("--photo", type=Path, metavar="FILE", help="one photo as the live sample (tests)")
+    p.add_argument("--max-frames", type=int, default=30, help="live frames to try at most per decision")
+
+
+def _add_common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", type=Path, help="gate configuration (TOML); default: built-in policy")
+    p.add_argument("--trust", type=Path, metavar="DIR",
+                   help="gate trust bundle from `cardbound keys export-gate` (default: the station keystore)")
+    p.add_argument("--gate-id", help="gate id for decisions and audit events (overrides the config)")
+    p.add_argument("--lang", choices=("fr", "nl", "en"), default="en", help="language of the human message")
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    v = subparsers.add_parser(
+        "verify",
+        help="one gate decision for the card in a reader (exit code 0 = access granted)",
+        description="Card authentication, unseal, live capture, 1:1 compare, decision. Prints one JSON line.",
+    )
+    v.add_argument("--once", action="store_true", help="make one decision and exit (the only mode; kept explicit)")
+    v.add_argument("--reader", help="reader index (0, 1, ...) or name prefix (default: first reader)")
+    v.add_argument("--card-timeout", type=float, default=10.0, help="seconds to wait for a card (default 10)")
+    _add_source_args(v, required=True)
+    _add_common(v)
+    v.set_defaults(handler=run_once)
+
+    g = subparsers.add_parser(
+        "gate",
+        help="run the gate verifier on one or more readers; `gate level N` sets the ISPS security level",
+        description=(
+            "Long-running verifier: on each card presented, one decision as a JSON line on stdout; optionally run "
+            "a door-relay hook on acceptance. Sub-commands: `level N` (set the ISPS security level, audited), "
+            "`pseudonymise` (national register number to holder reference)."
+        ),
+    )
+    g.add_argument("--reader", action="append", help="reader index or name prefix (repeat; default: all readers)")
+    g.add_argument("--door-hook", metavar="CMD",
+                   help="command run on each acceptance (decision JSON on stdin); e.g. a relay script")
+    g.add_argument("--max-decisions", type=int, default=0, help="stop after N decisions (0 = run until stopped)")
+    _add_source_args(g, required=False)
+    _add_common(g)
+    g.set_defaults(handler=run_gate)
+    gsub = g.add_subparsers(dest="gate_command", metavar="ACTION")
+    lv = gsub.add_parser("level", help="set the current ISPS security level (1, 2 or 3); audited")
+    lv.add_argument("level", type=int, choices=(1, 2, 3))
+    lv.add_argument("--operator", default="operator", help="operator id recorded in the audit log")
+    lv.add_argument("--config", type=Path, help="gate configuration (TOML)")
+    lv.set_defaults(handler=run_level)
+
+
+# ----------------------------------------------------------------------------------------------- composition
+
+
+def load_settings(config: Path | None, home: object, *, gate_id: str | None = None) -> GateSettings:
+    try:
+        settings = _load_settings(config, home, gate_id=gate_id)
+        settings.security_level()  # fail now, not at the first card, if the runtime state is broken
+        return settings
+    except GateConfigError as exc:
+        raise CliError(str(exc), ExitCode.CONFIG) from None
+
+
+def _source(args: argparse.Namespace, settings: GateSettings) -> SampleSource:
+    if args.photo:
+        return SampleSource.photos(str(args.photo))
+    if args.frames:
+        return SampleSource("frames", (str(args.frames),), max_frames=args.max_frames)
+    if args.video:
+        return SampleSource("video", (str(args.video),), max_frames=args.max_frames)
+    if args.camera is not None:
+        return SampleSource("camera", device=args.camera, max_frames=args.max_frames)
+    try:
+        return settings.default_source(args.max_frames)
+    except NoSourceError as exc:
+        raise CliError(str(exc), ExitCode.USAGE) from None
+
+
+def _trust(args: argparse.Namespace) -> GateTrust:
+    try:
+        if args.trust:
+            return load_gate_trust(args.trust)
+        return KeyStore.open(args.home_dir.keystore).gate_trust()
+    except (KeystoreError, ValueError, OSError) as exc:
+        raise CliError(f"gate trust: {exc}", ExitCode.KEYS) from None
+
+
+def worker_match(worker: FaceWorker, source: SampleSource, budget_s: float) -> Match:
+    def match(reference: bytearray, threshold: float) -> ProbeOutcome:
+        try:
+            res = worker.verify_probe(reference, source, threshold=threshold, budget_s=budget_s)
+        except SampleUnusable as exc:
+            failed = Reason.CAMERA_ERROR if exc.kind == "CameraError" else Reason.NO_LIVE_FACE
+            return ProbeOutcome(None, failed, f"{exc.kind}: {exc}")
+        except IsolationError as exc:
+            return ProbeOutcome(None, Reason.INTERNAL_ERROR, str(exc))
+        reason: Reason | None = None if res.distance is not None else Reason.NO_LIVE_FACE
+        detail = ",".join(dict.fromkeys(res.reasons)) if res.distance is None else ""
+        return ProbeOutcome(res.distance, reason, detail, res.capture_ms, res.compare_ms)
+
+    return match
+
+
+@dataclass
+class _Runtime:
+    gate: Gate
+    worker: FaceWorker
+    log: AuditLog
+
+    def close(self) -> None:
+        self.worker.close()
+        self.log.close()
+
+
+def _runtime(args: argparse.Namespace, source: SampleSource, settings: GateSettings) -> _Runtime:
+    trust = _trust(args)
+    home = args.home_dir.ensure()
+    log = AuditLog.open_station(home.root, node_id=home.node_id)
+    worker = FaceWorker()
+    try:
+        worker.start()
+    except IsolationError as exc:
+        log.close()
+        raise CliError(f"biometric worker: {exc}", ExitCode.FAILURE) from None
+    gate = Gate(
+        gate_id=settings.gate_id,
+        trust=trust,
+        policy=settings.policy,
+        security_level=settings.security_level,
+        match=worker_match(worker, source, settings.time_budget_s),
+        audit=log,
+        bans=settings.bans,
+        is_revoked=settings.is_revoked,
+    )
+    return _Runtime(gate, worker, log)
+
+
+def _resolve_reader(arg: str | None) -> str | None:
+    from enrol.cli import resolve_reader  # same rule at desk and gate: an index or a name prefix
+
+    return resolve_reader(arg)
+
+
+def decide_on_reader(gate: Gate, reader: str | None, card_timeout: float) -> Decision:
+    try:
+        conn = transport.connect(reader, timeout=card_timeout)
+    except transport.NoReaderError as exc:
+        raise CliError(str(exc), ExitCode.NO_READER) from None
+    except transport.PcscUnavailableError as exc:
+        raise CliError(f"PC/SC unavailable: {exc}", ExitCode.NO_READER) from None
+    except transport.NoCardError:
+        return Decision(Reason.NO_CARD, gate.gate_id, security_level=gate.security_level())
+    except transport.TransportError as exc:
+        return Decision(Reason.CARD_ERROR, gate.gate_id, detail=str(exc), security_level=gate.security_level())
+    with conn:
+        return gate.decide(PivSession(conn))
+
+
+def _emit(decision: Decision, lang: str) -> None:
+    print(decision.to_json(), flush=True)
+    print(f"{decision.gate_id}: {'ACCESS' if decision.accepted else 'REFUSED'} — {decision.message(lang)}",
+          file=sys.stderr, flush=True)
+
+
+def run_once(args: argparse.Namespace) -> int:
+    settings = load_settings(args.config, args.home_dir, gate_id=args.gate_id)
+    source = _source(args, settings)
+    reader = _resolve_reader(args.reader)
+    rt = _runtime(args, source, settings)
+    try:
+        decision = decide_on_reader(rt.gate, reader, args.card_timeout)
+    finally:
+        rt.close()
+    _emit(decision, args.lang)
+    return int(EXIT_FOR_REASON.get(decision.reason, ExitCode.REJECTED))
+
+
+def _door(hook: str, decision: Decision) -> None:
+    try:
+        subprocess.run(shlex.split(hook), input=decision.to_json(), text=True, timeout=5, check=False)
+    except (OSError, subprocess.SubprocessError) as exc:
+        print(f"door hook failed: {exc}", file=sys.stderr, flush=True)
+
+
+def run_gate(args: argparse.Namespace) -> int:
+    settings = load_settings(args.config, args.home_dir, gate_id=args.gate_id)
+    source = _source(args, settings)
+    names = [r for r in (args.reader or settings.readers or [])]
+    try:
+        readers = [_resolve_reader(r) for r in names] if names else transport.list_readers()
+    except transport.TransportError as exc:
+        raise CliError(f"PC/SC unavailable: {exc}", ExitCode.NO_READER) from None
+    if not readers:
+        raise CliError("no PC/SC reader found", ExitCode.NO_READER)
+    rt = _runtime(args, source, settings)
+    lock = threading.Lock()  # one worker: decisions on several readers are serialised
+    stop = threading.Event()
+    count = [0]
+    print(f"gate {settings.gate_id}: watching {', '.join(str(r) for r in readers)}; "
+          f"security level {settings.security_level()}", file=sys.stderr, flush=True)
+
+    def watch(reader: str | None) -> None:
+        while not stop.is_set():
+            try:
+                transport.wait_for_card(reader, timeout=0.5)
+            except transport.NoCardError:
+                continue
+            except transport.TransportError as exc:
+                print(f"reader {reader}: {exc}; retrying", file=sys.stderr, flush=True)
+                stop.wait(1.0)
+                continue
+            with lock:
+                if stop.is_set():
+                    return
+                decision = decide_on_reader(rt.gate, reader, 2.0)
+                _emit(decision, args.lang)
+                if decision.accepted and args.door_hook:
+                    _door(args.door_hook, decision)
+                count[0] += 1
+                if args.max_decisions and count[0] >= args.max_decisions:
+                    stop.set()
+            try:  # one decision per presentation: wait until the card leaves the field
+                while not stop.is_set():
+                    try:
+                        transport.wait_for_removal(reader, timeout=0.5)
+                        break
+                    except transport.NoCardError:
+                        continue
+            except transport.TransportError:
+                stop.wait(0.5)
+
+    threads = [threading.Thread(target=watch, args=(r,), daemon=True) for r in readers]
+    for t in threads:
+        t.start()
+    try:
+        while any(t.is_alive() for t in threads):
+            for t in threads:
+                t.join(0.2)
+    except KeyboardInterrupt:
+        stop.set()
+    finally:
+        stop.set()
+        for t in threads:
+            t.join(3)
+        rt.close()
+    return 0
+
+
+def run_level(args: argparse.Namespace) -> int:
+    settings = load_settings(args.config, args.home_dir)
+    old, new = settings.set_security_level(args.level, operator=args.operator)
+    print(f"security level {old} -> {new}")
+    return 0
