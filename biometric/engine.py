@@ -27,15 +27,19 @@ class EngineConfig:
     #: HOG cost grows with pixels, and a face at a desk or gate is large. 640 finds faces >= ~80 px in 1280×720.
     detect_max_side: int = 640
     upsample: int = 1
-    #: Fallbacks when nothing is found, cheapest first: one more upsample; the best low-confidence HOG window
-    #: (score above `fallback_score`, the quality gate and landmarks then vet it); a padded frame (HOG misses tightly
-    #: cropped faces); and, off by default (0.3 s per 250² image, ~1.5 s at 640×360 without a GPU), the CNN detector.
+    #: Fallbacks when nothing is found, in this order: one more upsample; the best low-confidence HOG window of the
+    #: first pass (score >= `fallback_score`; landmarks and the quality gate then vet it; free, the first pass
+    #: already computed it); a padded frame (HOG misses tightly cropped faces); and, off by default (0.3 s per 250²
+    #: image, ~1.5 s at 640×360 without a GPU), the CNN detector. The upsample and pad fallbacks only run on
+    #: detection images of at most `fallback_max_pixels` (small photos, face chips): on a 640×480 camera frame they
+    #: would cost ~1 s per empty frame, and a face too small for the first pass is too small for the gate anyway.
     fallback_upsample: bool = True
     fallback_score: float | None = -0.5
     fallback_pad: bool = True
     fallback_cnn: bool = False
+    fallback_max_pixels: int = 160_000
     #: Jitters (random crops/flips of the chip, averaged) per enrolment sample; costs ~one descriptor each.
-    enrol_jitters: int = 10
+    enrol_jitters: int = 5
 
 
 @dataclass(frozen=True)
@@ -138,24 +142,30 @@ class FaceEngine:
         h, w = frame.shape[:2]
         scale = min(1.0, self.config.detect_max_side / max(h, w))
         small = frame if scale >= 1.0 else _resize(frame, scale)
+        cfg = self.config
+        cheap = small.shape[0] * small.shape[1] <= cfg.fallback_max_pixels
         try:
-            boxes = self._detect_at(small, self.config.upsample)
-            if not boxes and self.config.fallback_upsample:
-                boxes = self._detect_at(small, self.config.upsample + 1)
-            if not boxes and self.config.fallback_score is not None and self.config.detector == "hog":
-                boxes = self._detect_weak(small, self.config.upsample, self.config.fallback_score)
-            if not boxes and self.config.fallback_pad:
+            weak: list[Box] = []
+            if cfg.detector == "hog" and cfg.fallback_score is not None:
+                boxes, weak = self._detect_hog(small, cfg.upsample, cfg.fallback_score)
+            else:
+                boxes = self._detect_at(small, cfg.upsample)
+            if not boxes and cfg.fallback_upsample and cheap:
+                boxes = self._detect_at(small, cfg.upsample + 1)
+            if not boxes:
+                boxes = weak
+            if not boxes and cfg.fallback_pad and cheap:
                 pad = max(small.shape[:2]) // 4
                 padded = np.pad(small, ((pad, pad), (pad, pad), (0, 0)), mode="edge")
                 try:
                     boxes = [
                         Box(b.left - pad, b.top - pad, b.right - pad, b.bottom - pad)
-                        for b in self._detect_at(padded, self.config.upsample)
+                        for b in self._detect_at(padded, cfg.upsample)
                     ]
                 finally:
                     padded.fill(0)
-            if not boxes and self.config.fallback_cnn and self.config.detector == "hog":
-                boxes = self._detect_cnn(small, self.config.upsample)
+            if not boxes and cfg.fallback_cnn and cfg.detector == "hog":
+                boxes = self._detect_cnn(small, cfg.upsample)
         finally:
             if small is not frame:
                 small.fill(0)
@@ -167,13 +177,17 @@ class FaceEngine:
         # Largest first; HOG boxes come in a few discrete sizes, so ties are broken by closeness to the centre.
         return sorted(boxes, key=lambda b: (-b.area, abs(b.cx - w / 2) + abs(b.cy - h / 2)))
 
-    def _detect_weak(self, img: np.ndarray, upsample: int, adjust: float) -> list[Box]:
+    def _detect_hog(self, img: np.ndarray, upsample: int, adjust: float) -> tuple[list[Box], list[Box]]:
+        """One HOG pass at a lowered threshold: (detections with score >= 0, [best weaker window] or []).
+
+        Non-maximum suppression is greedy by score, so the detections scoring >= 0 are exactly those of the
+        detector's default threshold; the weak candidate costs nothing extra."""
         rects, scores, _ = self._m.hog.run(img, upsample, adjust)
-        if not len(rects):
-            return []
-        best = int(np.argmax(scores))
-        r = rects[best]
-        return [Box(r.left(), r.top(), r.right(), r.bottom())]
+        strong = [Box(r.left(), r.top(), r.right(), r.bottom()) for r, sc in zip(rects, scores, strict=True) if sc >= 0]
+        if strong or not len(rects):
+            return strong, []
+        r = rects[int(np.argmax(scores))]
+        return [], [Box(r.left(), r.top(), r.right(), r.bottom())]
 
     def _detect_at(self, img: np.ndarray, upsample: int) -> list[Box]:
         if self.config.detector == "cnn":

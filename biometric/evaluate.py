@@ -276,11 +276,13 @@ def write_det(path: Path, curves: dict[str, tuple[np.ndarray, np.ndarray]], titl
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(6, 5))
+    floor = 1e-6  # zero rates are drawn on the floor of the log axes
     for label, (fmr, fnmr) in curves.items():
-        ok = (fmr > 0) & (fnmr > 0)
-        ax.plot(fmr[ok], fnmr[ok], label=label)
+        ax.plot(np.maximum(fmr, floor), np.maximum(fnmr, floor), label=label)
     ax.set_xscale("log")
     ax.set_yscale("log")
+    ax.set_xlim(floor, 1.0)
+    ax.set_ylim(floor, 1.0)
     ax.set_xlabel("FMR (false match rate)")
     ax.set_ylabel("FNMR (false non-match rate, FTA included)")
     ax.set_title(title)

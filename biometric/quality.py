@@ -82,7 +82,7 @@ class QualityConfig:
 
     name: str
     min_inter_eye_px: float  # distance between eye centres in the original frame (ICAO asks >= 60, prefers 90)
-    min_sharpness: float  # variance of the Laplacian of the 150×150 aligned grey face chip
+    min_sharpness: float  # variance of the Laplacian of the aligned grey face chip, contrast-normalised
     min_brightness: float  # mean grey level (0..255) of the inner face
     max_brightness: float
     max_clipped: float  # fraction of inner-face pixels at <= 5 or >= 250
@@ -107,7 +107,7 @@ DESK = QualityConfig(
 GATE = QualityConfig(
     name="gate",
     min_inter_eye_px=24.0,
-    min_sharpness=8.0,
+    min_sharpness=15.0,
     min_brightness=35.0,
     max_brightness=225.0,
     max_clipped=0.40,
@@ -208,7 +208,10 @@ def measure(
     inter_eye = float(np.linalg.norm(left - r))
     grey = cv2.cvtColor(chip, cv2.COLOR_RGB2GRAY)
     inner = grey[30:120, 30:120]  # the chip is aligned: this is eyes-to-mouth, little background or hair
-    sharp = float(cv2.Laplacian(inner, cv2.CV_64F).var())
+    # Contrast-normalised (to a grey-level std of 50) so that a dark or washed-out face is reported as badly
+    # exposed rather than blurred: the Laplacian's variance scales with the square of the contrast.
+    std = float(inner.std())
+    sharp = float(cv2.Laplacian(inner, cv2.CV_64F).var()) * (50.0 / max(std, 1.0)) ** 2
     brightness = float(inner.mean())
     clipped = float(np.count_nonzero((inner <= 5) | (inner >= 250)) / inner.size)
     grey.fill(0)

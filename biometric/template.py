@@ -23,7 +23,7 @@ TEMPLATE_BYTES = DIMENSIONS * 4
 TEMPLATE_FORMAT = "dlib-resnet-v1/l2/f32le/128"
 #: Default decision threshold on the distance between unit-normalised templates, chosen on LFW pairsDevTrain
 #: (see docs/biometric.md for the run that chose it).
-DEFAULT_THRESHOLD = 0.42
+DEFAULT_THRESHOLD = 0.41
 _NORM_TOLERANCE = 1e-3
 _LE_F32 = np.dtype("<f4")
 

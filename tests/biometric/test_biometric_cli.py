@@ -1,0 +1,78 @@
+"""`cardbound biometric compare|evaluate`: one clear line and a distinct exit code for every user error."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from cardbound.cli import main
+from cardbound.errors import ExitCode
+
+
+def _run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    rc = main(["biometric", *argv])
+    out, err = capsys.readouterr()
+    return rc, out, err
+
+
+@pytest.mark.usefixtures("gate_engine")
+def test_compare_same_person(capsys: pytest.CaptureFixture[str], portraits: Path) -> None:
+    d = portraits / "face_recognition" / "obama"
+    rc, out, _ = _run(capsys, "compare", str(d / "obama.jpg"), str(d / "obama3.jpg"), "--json")
+    result = json.loads(out)
+    assert rc == ExitCode.OK and result["match"] is True and result["distance"] < result["threshold"]
+
+
+@pytest.mark.usefixtures("gate_engine")
+def test_compare_different_people(capsys: pytest.CaptureFixture[str], portraits: Path) -> None:
+    fr = portraits / "face_recognition"
+    rc, out, _ = _run(capsys, "compare", str(fr / "obama" / "obama.jpg"), str(fr / "biden" / "biden2.jpg"))
+    assert rc == ExitCode.OK and out.strip().endswith("NO MATCH") and out.startswith("distance ")
+
+
+@pytest.mark.usefixtures("gate_engine")
+def test_compare_user_errors(capsys: pytest.CaptureFixture[str], portraits: Path, tmp_path: Path) -> None:
+    good = str(portraits / "face_recognition" / "obama" / "obama.jpg")
+    (tmp_path / "bad.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really")
+    group = str(portraits / "face_recognition" / "_multi_person" / "two_people.jpg")
+    cases = [
+        ((good, str(tmp_path / "missing.jpg")), ExitCode.INPUT),
+        ((str(tmp_path / "bad.jpg"), good), ExitCode.INPUT),
+        ((good, group), ExitCode.QUALITY),
+    ]
+    for (a, b), code in cases:
+        rc, out, err = _run(capsys, "compare", a, b)
+        assert rc == code, err
+        assert out == "" and err.count("\n") == 1 and err.startswith("cardbound: error: ")
+    rc, _, err = _run(capsys, "compare", good, group, "--lang", "fr")
+    assert rc == ExitCode.QUALITY and "MULTIPLE_FACES" in err and "Plusieurs visages" in err
+
+
+def test_evaluate_small_pairs_file(capsys: pytest.CaptureFixture[str], faces_dir: Path, tmp_path: Path) -> None:
+    lfw = faces_dir / "lfw-view1"
+    pairs = tmp_path / "pairs.txt"
+    pairs.write_text("2\nAaron_Peirsol\t1\t2\nAaron_Peirsol\t3\t4\nAJ_Cook\t1\tMarsha_Thomason\t1\n"
+                     "Aaron_Sorkin\t2\tFrank_Solich\t5\n")
+    out_dir = tmp_path / "reports"
+    rc, out, err = _run(capsys, "evaluate", "--pairs", str(pairs), "--images", str(lfw), "--out", str(out_dir),
+                        "--jitters", "1", "--workers", "1")
+    assert rc == ExitCode.OK, err
+    report = json.loads(out.strip().splitlines()[-1])
+    for key in ("pairs", "fta", "threshold", "accuracy", "fnmr_at_fmr", "seconds", "stock"):
+        assert key in report
+    assert report["pairs"] == 4 and set(report["fnmr_at_fmr"]) == {"0.01", "0.001", "0.0001"}
+    assert report["stock"]["threshold"] == 0.6
+    assert (out_dir / "det_pairs.png").stat().st_size > 1000
+    assert json.loads((out_dir / "report_pairs.json").read_text())["accuracy"] == report["accuracy"]
+    assert "describing" in err  # tqdm progress on stderr, stdout stays machine-readable
+
+
+def test_evaluate_bad_inputs(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    rc, _, err = _run(capsys, "evaluate", "--pairs", str(tmp_path / "none.txt"), "--images", str(tmp_path))
+    assert rc == ExitCode.INPUT and err.count("\n") == 1
+    bad = tmp_path / "pairs.txt"
+    bad.write_text("1\nonly two\n")
+    rc, _, err = _run(capsys, "evaluate", "--pairs", str(bad), "--images", str(tmp_path))
+    assert rc == ExitCode.INPUT and err.count("\n") == 1
