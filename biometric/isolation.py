@@ -31,7 +31,7 @@ at once, and the caller gets a typed `IsolationError`.
 Public API:
     FaceWorker(*, start_timeout_s=60.0, preload=True) — context manager; start()/close()
         .enrol_template(source, *, preset="desk", max_samples=3, jitter=None, timeout_s=60.0) -> EnrolmentReply
-        .verify_probe(reference, source, *, threshold, budget_s=2.0, preset="gate", allow_largest=True,
+        .verify_probe(reference, source, *, threshold=None, budget_s=2.0, preset="gate", allow_largest=True,
                       timeout_s=None) -> ProbeReply
         .sandbox -> SandboxReport
     SandboxedWorker(registry, *, diagnostics=False, audit_hook=True, ...) — the generic mechanism
@@ -79,7 +79,7 @@ _REFUSED_EVENTS = frozenset(
         "os.fork", "os.forkpty", "os.startfile", "shutil.copyfile", "shutil.copymode", "shutil.copystat",
         "shutil.copytree", "shutil.move", "shutil.rmtree", "shutil.make_archive", "shutil.unpack_archive",
         "tempfile.mkstemp", "tempfile.mkdtemp", "subprocess.Popen", "pty.spawn", "socket.__new__",
-        "socket.connect", "socket.bind", "socket.sendto", "ctypes.dlopen", "sqlite3.connect", "glob.glob",
+        "socket.connect", "socket.bind", "socket.sendto", "ctypes.dlopen", "sqlite3.connect",
     }
 )
 
@@ -303,7 +303,7 @@ def _h_enrol_template(
 
 
 def _h_verify_probe(
-    ctx: WorkerContext, payload: bytearray | None, source: SampleSource, threshold: float, budget_s: float,
+    ctx: WorkerContext, payload: bytearray | None, source: SampleSource, threshold: float | None, budget_s: float,
     preset: str, allow_largest: bool,
 ) -> HandlerResult:
     from biometric.capture import probe_distance
@@ -318,7 +318,7 @@ def _h_verify_probe(
                              allow_largest=allow_largest)
     finally:
         reference.wipe()
-    matched = res.distance is not None and res.distance <= threshold
+    matched = None if threshold is None else (res.distance is not None and res.distance <= threshold)
     meta = {"distance": res.distance, "matched": matched, "frames_seen": res.frames_seen,
             "reasons": list(res.reasons), "capture_ms": res.capture_ms, "compare_ms": res.compare_ms}
     return meta, None
@@ -766,10 +766,11 @@ class EnrolmentReply:
 
 @dataclass(frozen=True)
 class ProbeReply:
-    """Gate result: a distance (or None with the quality reasons), the worker's decision at `threshold`, timings."""
+    """Gate result: a distance (or None with the quality reasons), the worker's decision at `threshold` (None when
+    no threshold was given: the caller decides), timings."""
 
     distance: float | None
-    matched: bool
+    matched: bool | None
     frames_seen: int
     reasons: tuple[str, ...]
     capture_ms: float
@@ -844,7 +845,7 @@ class FaceWorker(SandboxedWorker):
         reference: bytes | bytearray,
         source: SampleSource,
         *,
-        threshold: float,
+        threshold: float | None = None,
         budget_s: float = 2.0,
         preset: str = "gate",
         allow_largest: bool = True,
@@ -856,7 +857,7 @@ class FaceWorker(SandboxedWorker):
             raise TypeError("source must be a SampleSource (a description of the sample, never pixels)")
         if len(reference) != TEMPLATE_BYTES:
             raise ValueError(f"reference template must be {TEMPLATE_BYTES} bytes")
-        if not 0.0 < threshold < 2.0 or not 0.0 < budget_s <= 60.0:
+        if (threshold is not None and not 0.0 < threshold < 2.0) or not 0.0 < budget_s <= 60.0:
             raise ValueError("threshold must be in (0, 2) and budget_s in (0, 60]")
         meta, _ = self.call("verify_probe", source, threshold, budget_s, preset, allow_largest,
                             timeout_s=timeout_s if timeout_s is not None else budget_s + 5.0, payload=reference)
@@ -864,7 +865,10 @@ class FaceWorker(SandboxedWorker):
         if distance is not None:
             distance = _float(meta, "distance", 0.0, 2.0)
         matched = meta.get("matched")
-        if not isinstance(matched, bool) or (matched and (distance is None or distance > threshold)):
+        if threshold is None:
+            if matched is not None:
+                raise WorkerProtocolError("match flag without a threshold")
+        elif not isinstance(matched, bool) or matched != (distance is not None and distance <= threshold):
             raise WorkerProtocolError("inconsistent match flag in reply")
         return ProbeReply(
             distance=distance,

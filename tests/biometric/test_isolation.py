@@ -300,3 +300,13 @@ def test_worker_holds_no_file_open_for_writing(face_worker: FaceWorker, fr: Path
         if target.startswith("/") and not target.startswith("/dev/") and flags & (os.O_WRONLY | os.O_RDWR):
             writable_files.append(target)
     assert writable_files == []
+
+
+def test_probe_without_threshold_leaves_the_decision_to_the_caller(face_worker: FaceWorker, fr: Path) -> None:
+    ref = face_worker.enrol_template(SampleSource.photos(str(fr / "biden" / "biden2.jpg")), jitter=1)
+    assert ref.template is not None
+    try:
+        r = face_worker.verify_probe(ref.template, SampleSource.photos(str(fr / "obama" / "obama.jpg")))
+    finally:
+        ref.wipe()
+    assert r.matched is None and r.distance is not None and r.distance > 0.42
