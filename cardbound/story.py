@@ -5,11 +5,14 @@
 from __future__ import annotations
 
 import functools
+import os
+import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import verify as verify_pkg
 from audit import AuditLog
 from audit.verify import verify_database
 from biometric.capture import SampleSource
@@ -22,28 +25,32 @@ from card.virtual.harness import PcscDaemon, VirtualCardProcess
 from cardbound.home import Home
 from enrol.cli import worker_capture
 from enrol.flow import EnrolRequest, enrol
+from verify.banlist import BanEntry, format_banlist, load_key, pseudonymise
 from verify.cli import worker_match
 from verify.decision import Decision
 from verify.flow import Gate
-from verify.station import BuiltinPolicy
+from verify.station import load_settings
 
 STATION = "desk-demo"
 GATE_ID = "gate-demo"
+HOLDER_KEY_FILE = "holder-ref.key"
 PORTRAITS = Path("portraits") / "face_recognition"
 
 
 @dataclass(frozen=True)
 class Person:
     name: str
-    holder_ref: bytes
+    national_number: str
     category: str
     enrol_photos: tuple[str, ...]
     live_photo: str
 
 
+# Made-up national register numbers (valid mod-97 check digits, nobody's): the desk turns them into pseudonymous
+# holder references with the processor's key and keeps neither.
 PEOPLE = (
-    Person("Person A", bytes.fromhex("a1" * 32), "worker", ("obama/obama.jpg", "obama/obama3.jpg"), "obama/obama2.jpg"),
-    Person("Person B", bytes.fromhex("b2" * 32), "visitor", ("rose_leslie/img1.jpg",), "rose_leslie/img2.jpg"),
+    Person("Person A", "85.07.30-033.28", "regular", ("obama/obama.jpg", "obama/obama3.jpg"), "obama/obama2.jpg"),
+    Person("Person B", "92.02.14-186.79", "occasional", ("rose_leslie/img1.jpg",), "rose_leslie/img2.jpg"),
 )
 
 
@@ -70,6 +77,33 @@ def _keys(home: Home, say: Say) -> KeyStore:
     return keys
 
 
+def _holder_key(home: Home, say: Say) -> bytes:
+    """The processor's holder-reference key (HMAC key for pseudonymous holder references), 0600."""
+    path = home.keystore / HOLDER_KEY_FILE
+    if not path.exists():
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(secrets.token_hex(32) + "\n")
+        say(f"keystore: new holder-reference key {path.name}")
+    return load_key(path)
+
+
+def _gate_config(workdir: Path, ban_file: Path, key_file: Path) -> Path:
+    """The demo gate's configuration: the example policy with this gate's identity and lists."""
+    example = (Path(verify_pkg.__file__).parent / "gate.example.toml").read_text()
+    policy = example[example.index("[policy.level1]"):]
+    path = workdir / "gate.toml"
+    path.write_text(
+        "[gate]\n"
+        f'id = "{GATE_ID}"\n'
+        'site = "BEANR-DEMO"\n'
+        "time_budget_ms = 2000\n"
+        f'ban_list = "{ban_file}"\n'
+        f'ban_list_key = "{key_file}"\n\n' + policy
+    )
+    return path
+
+
 def _session(reader: str) -> tuple[transport.PcscConnection, PivSession]:
     conn = transport.connect(reader, timeout=10.0)
     return conn, PivSession(conn)
@@ -79,6 +113,10 @@ def tell(home: Home, faces: Path, workdir: Path, *, say: Say, lang: str = "en") 
     scenes: list[Scene] = []
     photos = faces / PORTRAITS
     keys = _keys(home, say)
+    holder_key = _holder_key(home, say)
+    ban_file = workdir / "banlist.txt"
+    ban_file.write_text(format_banlist([], holder_key))
+    gate_config = _gate_config(workdir, ban_file, home.keystore / HOLDER_KEY_FILE)
     trust = keys.gate_trust()  # a real gate would load the exported bundle (`cardbound keys export-gate`)
     valid_until = (datetime.now(UTC) + timedelta(days=365)).replace(microsecond=0)
     with PcscDaemon() as _pcscd, AuditLog.open_station(home.root, node_id=home.node_id) as log, FaceWorker() as worker:
@@ -98,7 +136,8 @@ def tell(home: Home, faces: Path, workdir: Path, *, say: Say, lang: str = "en") 
                 conn, session = _session(card.reader_name)
                 with conn:
                     result = enrol(
-                        EnrolRequest(person.holder_ref, person.category, valid_until, STATION, "operator-demo"),
+                        EnrolRequest(pseudonymise(person.national_number, holder_key), person.category, valid_until,
+                                     STATION, "operator-demo"),
                         session=session,
                         keys=keys,
                         capture=functools.partial(worker_capture, worker, source, 3, lang),
@@ -108,7 +147,12 @@ def tell(home: Home, faces: Path, workdir: Path, *, say: Say, lang: str = "en") 
                     f"{result.frames_used} photo(s), {result.container_bytes} B sealed, "
                     f"{result.timings_ms['total']:.0f} ms; the template exists only on the card now")
 
-            gate = Gate(GATE_ID, trust, BuiltinPolicy(), lambda: 1, worker_match(worker, _photo(photos, ""), 2.0), log)
+            settings = load_settings(gate_config, home)
+            say(f"gate {settings.gate_id}: policy from {gate_config.name}, ban list {settings.bans!r}, "
+                f"ISPS security level {settings.security_level()}")
+            gate = Gate(settings.gate_id, trust, settings.policy, settings.security_level,
+                        worker_match(worker, _photo(photos, ""), settings.time_budget_s), log, bans=settings.bans,
+                        is_revoked=settings.is_revoked)
 
             def present(title: str, expected: str, card: VirtualCardProcess, live: str) -> Decision:
                 gate.match = worker_match(worker, _photo(photos, live), 2.0)
@@ -149,9 +193,11 @@ def tell(home: Home, faces: Path, workdir: Path, *, say: Say, lang: str = "en") 
             cards[1].insert()
 
             # -- port ban (art. 2.5.2.81): Person B's holder reference on the ban list
-            gate.bans = _BanListOf(b.holder_ref)
+            until = datetime.now(UTC).date() + timedelta(days=30)
+            ban_file.write_text(format_banlist([BanEntry(pseudonymise(b.national_number, holder_key), until)],
+                                               holder_key))
+            gate.bans = load_settings(gate_config, home).bans  # a gate reloads its lists when they change
             present("Person B while on the port-ban list", "reject", cards[1], b.live_photo)
-            gate.bans = None
         finally:
             for card in cards:
                 card.stop()
@@ -206,14 +252,3 @@ def _clone_readable_objects(source: VirtualCardProcess, blank: VirtualCardProces
         for oid, data in objects.items():
             if data is not None:
                 session.put_data(oid, data)
-
-
-class _BanListOf:
-    def __init__(self, holder_ref: bytes) -> None:
-        self._ref = holder_ref
-
-    def is_banned(self, holder_ref: bytes, today: object) -> bool:
-        import hmac
-
-        return hmac.compare_digest(holder_ref, self._ref)
-
