@@ -18,6 +18,7 @@ from card.keystore import KeyStore, KeystoreError, load_gate_trust
 from card.piv import PivSession
 from card.sealed import GateTrust
 from cardbound.errors import CliError, ExitCode
+from verify.config import ConfigError
 from verify.decision import Decision, Reason
 from verify.flow import Gate, Match, ProbeOutcome
 from verify.station import GateConfigError, GateSettings, NoSourceError
@@ -107,7 +108,7 @@ def load_settings(config: Path | None, home: object, *, gate_id: str | None = No
         settings = _load_settings(config, home, gate_id=gate_id)
         settings.security_level()  # fail now, not at the first card, if the runtime state is broken
         return settings
-    except GateConfigError as exc:
+    except (GateConfigError, ConfigError) as exc:
         raise CliError(str(exc), ExitCode.CONFIG) from None
 
 

@@ -16,8 +16,10 @@ from typing import Protocol
 from audit import AuditLog, GateDecision
 from card.piv import PivSession
 from card.sealed import GateTrust
+from verify.banlist import BanEntry
 from verify.cardcheck import CardRejected, read_card
 from verify.decision import Decision, Reason
+from verify.policy import Requirement
 
 
 @dataclass(frozen=True)
@@ -34,19 +36,12 @@ class ProbeOutcome:
 Match = Callable[[bytearray, float], ProbeOutcome]  # (512-byte reference, threshold) -> outcome
 
 
-@dataclass(frozen=True)
-class Requirement:
-    admitted: bool
-    biometric: bool
-    threshold: float
-
-
 class Policy(Protocol):
     def requirement(self, level: int, category: str) -> Requirement: ...
 
 
 class BanCheck(Protocol):
-    def is_banned(self, holder_ref: bytes, today: date) -> object: ...  # truthy (e.g. the ban entry) when banned
+    def is_banned(self, holder_ref: bytes, today: date) -> BanEntry | None: ...
 
 
 @dataclass

@@ -12,7 +12,8 @@ from typing import Any
 from audit import AuditLog, SecurityLevelChanged
 from biometric.capture import SampleSource
 from biometric.template import DEFAULT_THRESHOLD
-from verify.flow import BanCheck, Policy, Requirement
+from verify.flow import BanCheck, Policy
+from verify.policy import Requirement
 
 LEVEL_FILE = "security-level"
 

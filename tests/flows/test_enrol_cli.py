@@ -35,7 +35,7 @@ def home(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def enrol_args(reader: str, *photos: Path, extra: tuple[str, ...] = ()) -> list[str]:
-    args = ["enrol", "--reader", reader, "--holder-ref", HOLDER, "--category", "worker",
+    args = ["enrol", "--reader", reader, "--holder-ref", HOLDER, "--category", "regular",
             "--valid-until", "2029-06-30", "--json", *extra]
     for p in photos:
         args += ["--photo", str(p)]
@@ -88,14 +88,14 @@ def test_no_face_bad_input_unknown_reader_bad_args(home: Path, virtual_card, tmp
     res = cb(home, *enrol_args("Nonexistent Reader", grey))
     assert res.returncode == ExitCode.NO_READER
 
-    bad_date = cb(home, "enrol", "--photo", str(grey), "--holder-ref", HOLDER, "--category", "worker",
+    bad_date = cb(home, "enrol", "--photo", str(grey), "--holder-ref", HOLDER, "--category", "regular",
                   "--valid-until", "31/12/2030")
     assert bad_date.returncode == ExitCode.USAGE and "not a date" in bad_date.stderr
     assert cb(tmp_path / "nokeys", *enrol_args("0", grey)).returncode == ExitCode.KEYS
 
 
 def test_no_camera(home: Path, virtual_card) -> None:  # type: ignore[no-untyped-def]
-    res = cb(home, "enrol", "--reader", "0", "--camera", "42", "--holder-ref", HOLDER, "--category", "worker",
+    res = cb(home, "enrol", "--reader", "0", "--camera", "42", "--holder-ref", HOLDER, "--category", "regular",
              "--valid-until", "2029-06-30")
     assert res.returncode == ExitCode.NO_CAMERA, res.stderr
     assert "Traceback" not in res.stderr

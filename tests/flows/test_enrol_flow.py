@@ -44,7 +44,7 @@ def photo_capture(engine: FaceEngine, photos: list[Path]):  # type: ignore[no-un
 def request(**kw: object) -> EnrolRequest:
     base: dict[str, object] = dict(
         holder_ref=b"\x01" * 32,
-        category="worker",
+        category="regular",
         valid_until=datetime.now(UTC).replace(microsecond=0) + timedelta(days=365),
         station=STATION,
         operator="op-1",
@@ -71,7 +71,7 @@ def test_enrol_blank_card_then_refuse_second_enrolment_then_replace(
         card = authenticate_card(session)
         u = unseal(data, trust=keystore.gate_trust(), expected=CardBinding.for_card(card.guid, card.public_key),
                    now=datetime.now(UTC))
-        assert u.header.visitor_category == "worker" and len(u.template) == 512
+        assert u.header.visitor_category == "regular" and len(u.template) == 512
         u.wipe()
 
         with pytest.raises(EnrolError) as exc:
