@@ -45,12 +45,11 @@ def _load(conn: psycopg.Connection[Any], node: str) -> tuple[LogData, bytes]:
     if row is None:
         raise CentralError(f"the central store holds nothing from node {node}")
     vkey, size, frontier, pruned = str(row[0]), int(row[1]), bytes(row[2]), int(row[3])
-    rows = [
-        (int(i), bytes(b), bytes(h))
-        for i, b, h in conn.execute(
-            "SELECT idx, body, leaf FROM audit_entries WHERE node_id=%s ORDER BY idx", (node,)
-        )
-    ]
+    raw = conn.execute(
+        "SELECT idx, body, leaf, ts_ms, type FROM audit_entries WHERE node_id=%s ORDER BY idx", (node,)
+    ).fetchall()
+    rows = [(int(i), bytes(b), bytes(h)) for i, b, h, _, _ in raw]
+    columns = [(int(t), str(ty)) for _, _, _, t, ty in raw]
     cps: list[tuple[int, bytes | None, str]] = [
         (int(s), None, str(n))
         for s, n in conn.execute("SELECT size, note FROM audit_checkpoints WHERE node_id=%s ORDER BY size", (node,))
@@ -59,7 +58,7 @@ def _load(conn: psycopg.Connection[Any], node: str) -> tuple[LogData, bytes]:
         # Shipped for the first time after a local purge: the prefix's frontier is the start of `frontier`'s
         # history, not kept centrally; the checks start at the first shipped checkpoint.
         cps = [c for c in cps if c[0] >= pruned]
-    data = LogData(node, vkey, pruned, {}, size, rows, cps)
+    data = LogData(node, vkey, pruned, {}, size, rows, cps, columns)
     return data, frontier
 
 

@@ -180,7 +180,11 @@ def load_or_create_signer(path: Path, node_id: str) -> Signer:
         key = serialization.load_pem_private_key(path.read_bytes(), password=None)
         if not isinstance(key, Ed25519PrivateKey):
             raise CheckpointError(f"{path}: not an Ed25519 key")
-        return Signer(name, key)
+        signer = Signer(name, key)
+        pub = path.with_name(path.name + ".pub")
+        if not pub.exists():  # a writer killed between creating the key and its .pub
+            pub.write_text(signer.verifier.encode() + "\n")
+        return signer
     path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     key = Ed25519PrivateKey.generate()
     pem = key.private_bytes(

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 import sqlite3
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -22,6 +23,8 @@ from audit.checkpoint import Checkpoint, Signer, VerifierKey, key_path, load_or_
 from audit.events import AuditEvent, EventValidationError, validate_event
 
 SCHEMA_VERSION = "1"
+# Node ids end up in signed-note key names, which allow no '+', '=' or whitespace.
+NODE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:@-]{0,63}")
 ENTRY_VERSION = 1
 DEFAULT_CHECKPOINT_EVERY = 1000
 DEFAULT_CHECKPOINT_SECONDS = 300.0  # a quiet gate still gets its log signed every few minutes
@@ -171,9 +174,7 @@ class AuditLog:
         A checkpoint is signed every `checkpoint_every` entries, on the first append at least
         `checkpoint_seconds` after the previous checkpoint (None: no time rule), and on close.
         """
-        from audit.events import _PATTERNS, Kind  # the node id obeys the same rule as any id field
-
-        if not _PATTERNS[Kind.ID].fullmatch(node_id):
+        if not NODE_ID.fullmatch(node_id):
             raise AuditLogError(f"invalid node id {node_id!r}")
         if checkpoint_every < 1:
             raise AuditLogError("checkpoint_every must be at least 1")
@@ -448,7 +449,7 @@ class AuditLog:
         if self._closed:
             return
         try:
-            if self.size > max(self._last_checkpoint, 0) or (self.size and self._last_checkpoint < self.size):
+            if self.size and self._last_checkpoint < self.size:
                 self.checkpoint()
         finally:
             self._closed = True

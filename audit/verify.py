@@ -150,6 +150,19 @@ class LogData:
     recorded_size: int
     rows: list[tuple[int, bytes, bytes]]  # (idx, body, leaf) ordered by idx
     checkpoints: list[tuple[int, bytes | None, str]]  # (size, stored root or None, signed note)
+    columns: list[tuple[int, str]] | None = None  # (ts_ms, type) query columns, parallel to rows
+    # Precomputed by a store that can check in bulk (indices whose body does not start with its own index /
+    # whose columns disagree with the body); None: computed here from rows / columns.
+    misplaced: list[int] | None = None
+    column_mismatch: list[int] | None = None
+
+
+# Checks done inside SQLite (C speed) on the whole table; Python only looks at the rows they return.
+_SQL_MISPLACED = """SELECT idx FROM entries
+    WHERE substr(CAST(body AS BLOB), 1, 8 + length(idx)) != CAST('{"idx":' || idx || ',' AS BLOB) ORDER BY idx"""
+_SQL_COLUMNS = """SELECT idx FROM entries WHERE typeof(ts_ms) != 'integer' OR typeof(type) != 'text'
+    OR substr(CAST(body AS BLOB), -(25 + length(ts_ms) + length(CAST(type AS BLOB))))
+    != CAST(',"time":' || ts_ms || ',"type":"' || type || '","v":1}' AS BLOB) ORDER BY idx"""
 
 
 def load_sqlite(conn: sqlite3.Connection) -> LogData:
@@ -157,17 +170,23 @@ def load_sqlite(conn: sqlite3.Connection) -> LogData:
     if node_id is None:
         raise AuditLogError("not an audit database (no node id)")
     pruned, frontier = read_pruned(conn)
+    rows = conn.execute("SELECT idx, body, leaf FROM entries ORDER BY idx").fetchall()
+    odd_types = conn.execute(
+        "SELECT count(*) FROM entries WHERE typeof(body) != 'blob' OR typeof(leaf) != 'blob'"
+    ).fetchone()[0]
     return LogData(
         node_id=node_id,
         vkey=read_meta(conn, "vkey"),
         pruned=pruned,
         frontier=frontier,
         recorded_size=int(read_meta(conn, "size") or "0"),
-        rows=normalise_rows(conn.execute("SELECT idx, body, leaf FROM entries ORDER BY idx").fetchall()),
+        rows=normalise_rows(rows) if odd_types else rows,
         checkpoints=[
-            (int(a), bytes(b), str(c))
+            (int(a), as_bytes(b), str(c))
             for a, b, c in conn.execute("SELECT size, root, note FROM checkpoints ORDER BY size")
         ],
+        misplaced=[int(r[0]) for r in conn.execute(_SQL_MISPLACED)],
+        column_mismatch=[int(r[0]) for r in conn.execute(_SQL_COLUMNS)],
     )
 
 
@@ -220,10 +239,27 @@ def verify_data(data: LogData, key: VerifierKey | None, external: Sequence[tuple
         modified = [idx for idx, a, b in zip(idxs, leaves, stored_leaves, strict=True) if a != b]
         report.add("modified", f"entries {_ranges(modified)} modified: content does not match its recorded hash")
 
+    # Query columns (time, type) must say what the signed content says, or filtered exports could hide entries.
+    bad_cols = data.column_mismatch
+    if bad_cols is None and data.columns is not None:
+        bad_cols = [
+            idx
+            for idx, body, (ts, typ) in zip(idxs, bodies, data.columns, strict=True)
+            if not (isinstance(ts, int) and isinstance(typ, str))
+            or not body.endswith(b',"time":%d,"type":"%s","v":1}' % (ts, typ.encode()))
+        ]
+    if bad_cols:
+        report.add("column-mismatch", f"entries {_ranges(bad_cols)}: time/type columns differ from the signed "
+                   "content (queries and exports would be misled)")
+
     # Reordered entries: every entry carries its own index (`{"idx":N,...`, canonical encoding).
-    claimed = [_claimed_index(b) for b in bodies]
-    if claimed != idxs:
+    if data.misplaced is None:
+        claimed = [_claimed_index(b) for b in bodies]
         moved = {idx: c for idx, c in zip(idxs, claimed, strict=True) if idx != c}
+    else:
+        position = {idx: p for p, idx in enumerate(idxs)} if data.misplaced else {}
+        moved = {idx: c for idx in data.misplaced if (c := _claimed_index(bodies[position[idx]])) != idx}
+    if moved:
         swaps = sorted({tuple(sorted((a, b))) for a, b in moved.items() if moved.get(b) == a})
         for a, b in swaps:
             report.add("reordered", f"entries {a} and {b} swapped")

@@ -176,3 +176,34 @@ def test_several_tamperings_each_named_once(home: Path, capsys: pytest.CaptureFi
     ]
     assert "content of entries 0-9 altered" in text  # the first checkpoint that no longer matches
     assert "TRUNCATED" not in text  # the shorter log is explained by the deletion
+
+
+def test_query_columns_out_of_step_with_content_named(home: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # Moving an entry out of a time window (or changing its type column) would hide it from filtered exports.
+    with _db(home) as db:
+        db.execute("UPDATE entries SET ts_ms = ts_ms - 86400000 WHERE idx=5")
+        db.execute("UPDATE entries SET type = 'operator.login' WHERE idx=6")
+    rc, text = _verify(home, capsys)
+    assert rc == ExitCode.AUDIT
+    assert "COLUMN-MISMATCH: entries 5-6: time/type columns differ from the signed content" in text
+
+
+def test_bulk_sql_checks_agree_with_python_checks(home: Path) -> None:
+    import dataclasses
+
+    from audit.verify import load_sqlite, verify_data
+
+    with _db(home) as db:
+        a = db.execute("SELECT ts_ms, type, body, leaf FROM entries WHERE idx=30").fetchone()
+        b = db.execute("SELECT ts_ms, type, body, leaf FROM entries WHERE idx=31").fetchone()
+        db.execute("UPDATE entries SET ts_ms=?, type=?, body=?, leaf=? WHERE idx=30", b)
+        db.execute("UPDATE entries SET ts_ms=?, type=?, body=?, leaf=? WHERE idx=31", a)
+        db.execute("UPDATE entries SET ts_ms = ts_ms + 1 WHERE idx=12")
+        db.execute("UPDATE entries SET body=replace(body, 'granted', 'refused') WHERE idx=17")
+        data = load_sqlite(db)
+        cols = [(int(t), str(ty)) for t, ty in db.execute("SELECT ts_ms, type FROM entries ORDER BY idx")]
+    assert data.misplaced == [30, 31] and data.column_mismatch == [12]
+    in_python = dataclasses.replace(data, misplaced=None, column_mismatch=None, columns=cols)
+    assert [f.line() for f in verify_data(data, None).findings] == [
+        f.line() for f in verify_data(in_python, None).findings
+    ]
