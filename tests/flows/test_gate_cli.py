@@ -1,0 +1,155 @@
+"""`cardbound verify --once` and `cardbound gate` end to end: exit codes, JSON lines, door hook, level changes."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from audit import AuditLog
+from biometric import DESK, FaceEngine, load_path
+from biometric.capture import enrolment_template
+from card import transport
+from card.keystore import KeyStore
+from card.piv import PivSession
+from cardbound.errors import ExitCode
+from cardbound.home import Home
+from enrol.flow import CapturedTemplate, EnrolRequest, enrol
+
+CARDBOUND = str(Path(sys.executable).with_name("cardbound"))
+STATION = "desk-1"
+
+
+def cb(home: Path, *args: str, timeout: float = 120, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([CARDBOUND, "--home", str(home), *args], capture_output=True, text=True,
+                          timeout=timeout, input=stdin)
+
+
+@pytest.fixture(scope="module")
+def home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    h = tmp_path_factory.mktemp("gatehome")
+    ks = KeyStore.init(h / "keys")
+    ks.issue_station(STATION)
+    return h
+
+
+@pytest.fixture(scope="module")
+def engine() -> FaceEngine:
+    return FaceEngine(quality=DESK)
+
+
+def enrol_card(home: Path, reader: str, photo: Path, engine: FaceEngine, *, valid_for: timedelta,
+               category: str = "regular") -> None:
+    def capture() -> CapturedTemplate:
+        got = enrolment_template(engine, [load_path(photo)], num_jitters=0)
+        assert got.template is not None
+        out = CapturedTemplate(bytearray(got.template.to_bytes()), 1, 1, got.quality)
+        got.wipe()
+        return out
+
+    h = Home(home)
+    with transport.connect(reader, timeout=5) as conn, AuditLog.open_station(h.root, node_id=h.node_id) as log:
+        enrol(EnrolRequest(b"\x07" * 32, category, datetime.now(UTC).replace(microsecond=0) + valid_for, STATION,
+                           "op"), session=PivSession(conn), keys=KeyStore.open(h.keystore), capture=capture, audit=log)
+
+
+def decision(res: subprocess.CompletedProcess[str]) -> dict[str, object]:
+    lines = [ln for ln in res.stdout.splitlines() if ln.startswith("{")]
+    assert len(lines) == 1, (res.stdout, res.stderr)
+    return json.loads(lines[0])  # type: ignore[no-any-return]
+
+
+def test_verify_once_genuine_impostor_no_face(home: Path, virtual_card, faces_dir: Path, engine: FaceEngine,  # type: ignore[no-untyped-def]
+                                              tmp_path: Path) -> None:
+    root = faces_dir / "portraits/face_recognition"
+    enrol_card(home, virtual_card.reader_name, root / "obama/obama.jpg", engine, valid_for=timedelta(days=30))
+    ok = cb(home, "verify", "--once", "--reader", "0", "--photo", str(root / "obama/obama2.jpg"))
+    assert ok.returncode == 0, ok.stderr
+    d = decision(ok)
+    assert d["decision"] == "accept" and d["reason"] == "ACCEPTED" and d["card_id"]
+    assert {"card_auth", "unseal", "capture", "compare", "total"} <= set(d["timings_ms"])  # type: ignore[arg-type]
+
+    bad = cb(home, "verify", "--once", "--reader", "0", "--photo", str(root / "biden/biden2.jpg"), "--lang", "fr")
+    assert bad.returncode == ExitCode.FACE_MISMATCH and decision(bad)["reason"] == "FACE_MISMATCH"
+    assert "ne correspond pas" in bad.stderr
+
+    from PIL import Image
+
+    grey = tmp_path / "grey.png"
+    Image.new("RGB", (640, 480), (90, 90, 90)).save(grey)
+    nf = cb(home, "verify", "--once", "--reader", "0", "--photo", str(grey))
+    assert nf.returncode == ExitCode.QUALITY and decision(nf)["reason"] == "NO_LIVE_FACE"
+
+    cam = cb(home, "verify", "--once", "--reader", "0", "--camera", "33")
+    assert cam.returncode == ExitCode.NO_CAMERA and decision(cam)["reason"] == "CAMERA_ERROR"
+
+
+def test_verify_once_expired_and_not_enrolled(home: Path, virtual_card_factory, faces_dir: Path,  # type: ignore[no-untyped-def]
+                                              engine: FaceEngine) -> None:
+    root = faces_dir / "portraits/face_recognition"
+    blank = virtual_card_factory()
+    ne = cb(home, "verify", "--once", "--reader", "0", "--photo", str(root / "obama/obama2.jpg"))
+    assert ne.returncode == ExitCode.CARD_AUTH_FAILED, ne.stderr  # a blank card has no 9E key to prove
+    enrol_card(home, blank.reader_name, root / "obama/obama.jpg", engine, valid_for=timedelta(seconds=2))
+    time.sleep(3)
+    ex = cb(home, "verify", "--once", "--reader", "0", "--photo", str(root / "obama/obama2.jpg"))
+    assert ex.returncode == ExitCode.TEMPLATE_EXPIRED and decision(ex)["reason"] == "TEMPLATE_EXPIRED"
+
+
+def test_verify_once_clear_errors(home: Path, pcscd, tmp_path: Path, faces_dir: Path) -> None:  # type: ignore[no-untyped-def]
+    photo = str(faces_dir / "portraits/face_recognition/obama/obama2.jpg")
+    nocard = cb(home, "verify", "--once", "--reader", "0", "--photo", photo, "--card-timeout", "0.5")
+    assert nocard.returncode == ExitCode.NO_CARD and decision(nocard)["reason"] == "NO_CARD"
+    assert cb(home, "verify", "--once", "--reader", "9", "--photo", photo).returncode == ExitCode.NO_READER
+    cfg = tmp_path / "bad.toml"
+    cfg.write_text("[gate]\nid = 'g1'\nfrobnicate = 1\n")
+    res = cb(home, "verify", "--once", "--config", str(cfg), "--photo", photo)
+    assert res.returncode == ExitCode.CONFIG and "frobnicate" in res.stderr and "Traceback" not in res.stderr
+    cfg.write_text("this is [not toml")
+    assert cb(home, "gate", "level", "2", "--config", str(cfg)).returncode == ExitCode.CONFIG
+    assert cb(home, "verify", "--once", "--photo", photo, "--trust", str(tmp_path / "nothing")).returncode == ExitCode.KEYS
+    assert cb(home, "verify", "--once").returncode == ExitCode.USAGE  # no live source
+
+
+def test_gate_level_is_persisted_and_audited(tmp_path: Path) -> None:
+    h = tmp_path / "h"
+    assert cb(h, "gate", "level", "3", "--operator", "duty-officer").returncode == 0
+    assert (h / "config" / "security-level").read_text().strip() == "3"
+    res = cb(h, "gate", "level", "1")
+    assert res.returncode == 0 and "3 -> 1" in res.stdout
+    home = Home(h)
+    with AuditLog.open_station(home.root, node_id=home.node_id) as log:
+        recs = [log.entry(i).record() for i in range(log.size)]
+    assert [(r["payload"]["old_level"], r["payload"]["new_level"]) for r in recs] == [(1, 3), (3, 1)]
+    assert cb(h, "gate", "level", "4").returncode == ExitCode.USAGE
+
+
+def test_gate_runs_decisions_and_door_hook(home: Path, virtual_card_factory, faces_dir: Path,  # type: ignore[no-untyped-def]
+                                          engine: FaceEngine, tmp_path: Path) -> None:
+    root = faces_dir / "portraits/face_recognition"
+    card = virtual_card_factory()
+    enrol_card(home, card.reader_name, root / "obama/obama.jpg", engine, valid_for=timedelta(days=30))
+    card.remove()
+    door_log = tmp_path / "door.jsonl"
+    hook = f"{sys.executable} -c \"import sys; open({str(door_log)!r}, 'a').write(sys.stdin.read() + chr(10))\""
+    proc = subprocess.Popen([CARDBOUND, "--home", str(home), "gate", "--reader", "0", "--photo",
+                             str(root / "obama/obama2.jpg"), "--door-hook", hook, "--max-decisions", "2"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        time.sleep(3)  # worker start
+        for _ in range(2):
+            card.insert()
+            time.sleep(1.5)
+            card.remove()
+        out, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    lines = [json.loads(ln) for ln in out.splitlines() if ln.startswith("{")]
+    assert [ln["reason"] for ln in lines] == ["ACCEPTED", "ACCEPTED"], err
+    assert proc.returncode == 0
+    assert len(door_log.read_text().strip().splitlines()) == 2
