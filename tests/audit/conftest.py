@@ -1,18 +1,15 @@
 """Fixtures for the audit tests: a real PostgreSQL server (session) and a fresh database per test.
 
-This folder is put on sys.path so the helper modules (`audit_helpers`, `audit_writer`; unique names) import.
+This folder is put on sys.path so the helper modules (`audit_helpers`, `audit_writer`, `audit_pg`; unique names) import.
 """
 
 from __future__ import annotations
 
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
-import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -21,51 +18,7 @@ HERE = Path(__file__).resolve().parent
 if str(HERE) not in sys.path:
     sys.path.insert(0, str(HERE))
 
-PG_BIN = Path("/usr/lib/postgresql/15/bin")
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-@dataclass
-class PgServer:
-    """A real PostgreSQL 15 on a temp dir, loopback only, run as user postgres (initdb refuses root)."""
-
-    root: Path
-    port: int
-
-    @property
-    def data(self) -> Path:
-        return self.root / "data"
-
-    def _ctl(self, *args: str) -> None:
-        subprocess.run(
-            ["runuser", "-u", "postgres", "--", str(PG_BIN / "pg_ctl"), "-D", str(self.data), *args],
-            check=True,
-            capture_output=True,
-            timeout=60,
-        )
-
-    def start(self) -> None:
-        opts = f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1"
-        self._ctl("-o", opts, "-l", str(self.root / "log"), "-w", "start")
-
-    def stop(self, mode: str = "fast") -> None:
-        self._ctl("-m", mode, "-w", "stop")
-
-    def dsn(self, dbname: str = "postgres") -> str:
-        return f"host=127.0.0.1 port={self.port} user=postgres dbname={dbname}"
-
-    def create_db(self) -> str:
-        import psycopg
-
-        name = "t_" + uuid.uuid4().hex[:12]
-        with psycopg.connect(self.dsn(), autocommit=True) as conn:
-            conn.execute(f"CREATE DATABASE {name}")
-        return self.dsn(name)
+from audit_pg import PG_BIN, PgServer, free_port  # noqa: E402  (needs the path above)
 
 
 @pytest.fixture(scope="session")
@@ -81,7 +34,7 @@ def pg_server() -> Iterator[PgServer]:
         capture_output=True,
         timeout=120,
     )
-    server = PgServer(root, _free_port())
+    server = PgServer(root, free_port())
     server.start()
     try:
         yield server

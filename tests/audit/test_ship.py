@@ -8,7 +8,7 @@ from pathlib import Path
 import psycopg
 import pytest
 from audit_helpers import gate_event, run_cli
-from conftest import PgServer
+from audit_pg import PgServer
 
 from audit import AuditLog, merkle
 from audit.ship import ShipError, ShipRejected, central_state, ship
