@@ -65,9 +65,8 @@ def allowed(path: str, home: Path) -> bool:
     keys = home / "keys"
     if p.parent == keys and p.name.lstrip(".").startswith("audit-"):
         return True  # the audit checkpoint signing key, created on first use
-    if keys / "cards" in p.parents or p == keys / "cards":
-        return True  # the public card-authentication certificate issued at personalisation (for revocation)
-    return False
+    # the public card-authentication certificate issued at personalisation (kept for revocation)
+    return keys / "cards" in p.parents or p == keys / "cards"
 
 
 @pytest.mark.skipif(STRACE is None, reason="strace is installed by scripts/setup.sh")
