@@ -204,7 +204,10 @@ def _ship(
 def central_state(dsn: str, node_id: str) -> tuple[int, bytes] | None:
     """(size, root) the central store holds for `node_id`, or None if it has never received it."""
     with psycopg.connect(dsn, autocommit=True) as conn:
-        row = conn.execute("SELECT size, frontier FROM audit_nodes WHERE node_id=%s", (node_id,)).fetchone()
+        try:
+            row = conn.execute("SELECT size, frontier FROM audit_nodes WHERE node_id=%s", (node_id,)).fetchone()
+        except psycopg.errors.UndefinedTable:
+            return None  # nothing was ever shipped to this store
     if row is None:
         return None
     return int(row[0]), merkle.fold(_frontier_list(bytes(row[1])))

@@ -2,7 +2,8 @@
 
     python audit_writer.py DB KEYFILE NODE COUNT TAG [BATCH]
 
-Prints `<index> <tag>-<n>` after each append has returned (i.e. committed), flushing every line.
+Prints `ready` once the log is open, then `<index> <tag>-<n>` after each append has returned (i.e. committed),
+flushing every line.
 """
 
 from __future__ import annotations
@@ -21,6 +22,8 @@ def ev(tag: str) -> events.GateDecision:
 
 def run(db: Path, key: Path, node: str, count: int, tag: str, batch: int = 1, out=sys.stdout) -> None:  # type: ignore[no-untyped-def]
     with AuditLog.open(db, node, key_file=key, checkpoint_every=7) as log:
+        out.write("ready\n")
+        out.flush()
         n = 0
         while n < count:
             tags = [f"{tag}-{n + j}" for j in range(min(batch, count - n))]

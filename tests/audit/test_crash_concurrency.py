@@ -8,6 +8,7 @@ import signal
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -47,13 +48,34 @@ def _forked_writer(db: Path, key: Path, tag: str, batch: int) -> tuple[int, int]
     return pid, r
 
 
+def _spawned_writer(db: Path, key: Path, tag: str, batch: int) -> tuple[int, int]:
+    """The same writer as a fresh interpreter (when forking is unsafe); returns once its log is open."""
+    proc = subprocess.Popen(
+        [sys.executable, str(HERE / "audit_writer.py"), str(db), str(key), NODE, "10000", tag, str(batch)],
+        stdout=subprocess.PIPE, env=_ENV,
+    )
+    assert proc.stdout is not None
+    fd = os.dup(proc.stdout.fileno())
+    proc.stdout.close()
+    ready = os.read(fd, 6)  # "ready\n": startup is not the moment under test
+    assert ready == b"ready\n", ready
+    proc.returncode = 0  # reaped below with os.waitpid; keep Popen's destructor from warning
+    return proc.pid, fd
+
+
+_ENV = {**os.environ, "PYTHONPATH": os.pathsep.join([str(HERE.parents[1]), str(HERE)])}
+
+
 def test_sigkill_at_random_moments_loses_no_acknowledged_event(tmp_path: Path) -> None:
     db, key = tmp_path / "audit.sqlite3", tmp_path / "k.ed25519"
     rng = random.Random(9162)
     acked: dict[int, str] = {}
     kills = 0
+    # fork() is fast (the whole test takes ~2 s) but only safe in a single-threaded process; when earlier
+    # tests left threads behind, fresh interpreters are used instead (slower, same test).
+    start_writer = _forked_writer if threading.active_count() == 1 else _spawned_writer
     for run_no in range(100):
-        pid, r = _forked_writer(db, key, f"r{run_no}", rng.choice((1, 1, 3, 17)))
+        pid, r = start_writer(db, key, f"r{run_no}", rng.choice((1, 1, 3, 17)))
         time.sleep(rng.uniform(0.0, 0.03))
         os.kill(pid, signal.SIGKILL)
         _, status = os.waitpid(pid, 0)
@@ -75,7 +97,7 @@ def test_sigkill_at_random_moments_loses_no_acknowledged_event(tmp_path: Path) -
 
 def test_concurrent_writers_produce_one_valid_chain(tmp_path: Path) -> None:
     db, key = tmp_path / "audit.sqlite3", tmp_path / "k.ed25519"
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(HERE.parents[1]), str(HERE)])}
+    env = _ENV
     procs = [
         subprocess.Popen(
             [sys.executable, str(HERE / "audit_writer.py"), str(db), str(key), NODE, "120", f"w{n}", str(batch)],
@@ -89,7 +111,7 @@ def test_concurrent_writers_produce_one_valid_chain(tmp_path: Path) -> None:
     for p in procs:
         out, _ = p.communicate(timeout=120)
         assert p.returncode == 0
-        for line in out.splitlines():
+        for line in out.splitlines()[1:]:  # after "ready"
             i, t = line.split(" ")
             assert int(i) not in acked, f"index {i} handed out twice"
             acked[int(i)] = t
