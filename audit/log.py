@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import re
 import sqlite3
 import time
@@ -180,6 +181,8 @@ class AuditLog:
             raise AuditLogError("checkpoint_every must be at least 1")
         path = Path(path)
         path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        if not path.exists():  # owner-only from the start (SQLite gives -wal/-shm the same mode)
+            os.close(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600))
         signer = load_or_create_signer(key_file or key_path(path.parent.parent / "keys", node_id), node_id)
         conn = connect(path)
         try:

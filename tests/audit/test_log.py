@@ -19,6 +19,7 @@ def test_append_returns_indices_and_persists(tmp_path: Path) -> None:
         assert log.append_many([gate_event(i) for i in range(5, 25)]) == list(range(5, 25))
     key = tmp_path / "keys" / "audit-gate-07.ed25519"
     assert stat.S_IMODE(key.stat().st_mode) == 0o600
+    assert stat.S_IMODE(db.stat().st_mode) == 0o600
     with AuditLog.open(db, "gate-07") as log:
         assert log.size == 25
         assert log.append(gate_event(25)) == 25
