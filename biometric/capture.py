@@ -12,6 +12,8 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Literal
 
+import numpy as np
+
 from biometric.engine import FaceEngine, Sample
 from biometric.errors import ImageError
 from biometric.quality import DESK, GATE, QualityConfig, QualityFailure, QualityMetrics, QualityReason
@@ -34,6 +36,10 @@ class SampleSource:
     paths: tuple[str, ...] = ()
     device: int | None = None
     max_frames: int = 30
+    #: Emulate a camera of this resolution (width, height): each image is scaled to fit and centred on a canvas
+    #: of that size, in memory. For tests and benchmarks that must see camera-sized frames from photos without
+    #: writing any frame to disk.
+    frame_size: tuple[int, int] | None = None
 
     def __post_init__(self) -> None:
         if self.kind in ("photo", "video", "frames") and not self.paths:
@@ -44,10 +50,20 @@ class SampleSource:
             raise ValueError("max_frames must be >= 1")
 
     @classmethod
-    def photos(cls, *paths: str) -> SampleSource:
-        return cls("photo", tuple(str(p) for p in paths))
+    def photos(cls, *paths: str, frame_size: tuple[int, int] | None = None) -> SampleSource:
+        return cls("photo", tuple(str(p) for p in paths), frame_size=frame_size)
 
     def frames(self) -> Iterator[Frame]:
+        if self.frame_size is None:
+            yield from self._frames()
+            return
+        for frame in self._frames():
+            try:
+                yield _fit(frame, self.frame_size)
+            finally:
+                wipe(frame)
+
+    def _frames(self) -> Iterator[Frame]:
         """Decode lazily, one frame at a time (each is wiped by the consumer before the next is decoded)."""
         if self.kind == "photo":
             for p in self.paths[: self.max_frames]:
@@ -63,6 +79,22 @@ class SampleSource:
         else:
             assert self.device is not None
             yield from video_frames(self.device, max_frames=self.max_frames)
+
+
+def _fit(frame: Frame, size: tuple[int, int]) -> Frame:
+    """`frame` scaled to fit (width, height) and centred on a black canvas of exactly that size."""
+    import cv2
+
+    w, h = size
+    fh, fw = frame.shape[:2]
+    scale = min(w / fw, h / fh)
+    nw, nh = max(1, round(fw * scale)), max(1, round(fh * scale))
+    resized = cv2.resize(frame, (nw, nh), interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
+    canvas = np.zeros((h, w, 3), dtype=np.uint8)
+    y, x = (h - nh) // 2, (w - nw) // 2
+    canvas[y : y + nh, x : x + nw] = resized
+    wipe(resized)
+    return canvas
 
 
 @dataclass

@@ -1,0 +1,135 @@
+"""Gate latency: card presented and 1280×720 frames available → decision, through pcscd + a virtual card and the
+sandboxed face worker, with the per-stage breakdown; next to a naive baseline measured in the same run (the same
+card transaction, then stock `face_recognition.face_encodings` on the full frame and `face_distance`).
+
+Run: `bash scripts/bench.sh benchmarks/test_bench_gate.py -s` (the summary table is printed at the end).
+Frames are real portraits scaled onto a 1280×720 canvas in memory (`SampleSource.frame_size`): no frame is ever
+written to disk.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from pcsc_fixtures import pcscd  # noqa: F401  (fixtures: tests/ is on pythonpath)
+
+from audit import AuditLog
+from biometric.capture import SampleSource
+from biometric.isolation import FaceWorker
+from card import transport
+from card.keystore import KeyStore
+from card.piv import PivSession
+from card.virtual.harness import VirtualCardProcess
+from enrol.cli import worker_capture
+from enrol.flow import EnrolRequest, enrol
+from verify.cardcheck import read_card
+from verify.cli import worker_match
+from verify.flow import Gate
+from verify.station import BuiltinPolicy
+
+FRAME = (1280, 720)
+ROUNDS = 60
+SUMMARY: dict[str, Any] = {}
+
+
+def p95(values: list[float]) -> float:
+    return float(np.percentile(np.asarray(values), 95))
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory: pytest.TempPathFactory, pcscd, faces_dir_bench: Path) -> Iterator[Any]:  # noqa: F811
+    home = tmp_path_factory.mktemp("benchhome")
+    ks = KeyStore.init(home / "keys")
+    ks.issue_station("desk-1")
+    card = VirtualCardProcess(home / "card.json", reader=0).insert()
+    root = faces_dir_bench / "portraits/face_recognition"
+    with FaceWorker() as worker, AuditLog.open(home / "audit.sqlite3", "bench", key_file=home / "a.key") as log:
+        with transport.connect(card.reader_name, timeout=5) as conn:
+            enrol(EnrolRequest(b"\x01" * 32, "regular", datetime.now(UTC).replace(microsecond=0) + timedelta(days=9),
+                               "desk-1", "op"), session=PivSession(conn), keys=ks,
+                  capture=lambda: worker_capture(worker, SampleSource.photos(str(root / "obama/obama.jpg")), 1, "en"),
+                  audit=log)
+        try:
+            yield ks, card, worker, log, root
+        finally:
+            card.stop()
+    _print_summary()
+
+
+@pytest.fixture(scope="module")
+def faces_dir_bench() -> Path:
+    return Path(__file__).resolve().parents[2] / "shared" / "faces"
+
+
+def test_gate_decision_latency(benchmark, setup) -> None:  # type: ignore[no-untyped-def]
+    ks, card, worker, log, root = setup
+    live = SampleSource.photos(str(root / "obama/obama2.jpg"), frame_size=FRAME)
+    gate = Gate("gate-bench", ks.gate_trust(), BuiltinPolicy(), lambda: 1, worker_match(worker, live, 2.0), log)
+    stages: dict[str, list[float]] = {}
+    totals: list[float] = []
+    conn = transport.connect(card.reader_name, timeout=5)
+
+    def decide() -> None:
+        t = time.perf_counter()
+        d = gate.decide(PivSession(conn))
+        totals.append((time.perf_counter() - t) * 1000)
+        assert d.accepted, d
+        for k, v in d.timings_ms.items():
+            stages.setdefault(k, []).append(v)
+
+    decide()  # warm-up (first request imports in the worker)
+    totals.clear()
+    stages.clear()
+    benchmark.pedantic(decide, rounds=ROUNDS, iterations=1)
+    conn.close()
+    SUMMARY["engine"] = {"p50": statistics.median(totals), "p95": p95(totals),
+                         "stages": {k: statistics.median(v) for k, v in stages.items()}}
+
+
+def test_naive_baseline_latency(benchmark, setup) -> None:  # type: ignore[no-untyped-def]
+    import face_recognition
+
+    from biometric.sources import load_path
+
+    ks, card, worker, log, root = setup
+    trust = ks.gate_trust()
+    live = SampleSource.photos(str(root / "obama/obama2.jpg"), frame_size=FRAME)
+    totals: list[float] = []
+    conn = transport.connect(card.reader_name, timeout=5)
+    enrol_frame = load_path(root / "obama/obama.jpg")
+    reference = face_recognition.face_encodings(enrol_frame)[0]
+    enrol_frame.fill(0)
+
+    def decide() -> None:
+        t = time.perf_counter()
+        reading = read_card(PivSession(conn), trust, now=datetime.now(UTC))
+        reading.wipe()
+        frame = next(live.frames())  # the same 1280×720 frame, in this process (the naive design)
+        enc = face_recognition.face_encodings(frame)
+        assert enc and face_recognition.face_distance([reference], enc[0])[0] < 0.6
+        frame.fill(0)
+        totals.append((time.perf_counter() - t) * 1000)
+
+    decide()
+    totals.clear()
+    benchmark.pedantic(decide, rounds=max(10, ROUNDS // 3), iterations=1)
+    conn.close()
+    SUMMARY["naive"] = {"p50": statistics.median(totals), "p95": p95(totals)}
+
+
+def _print_summary() -> None:
+    if not {"engine", "naive"} <= SUMMARY.keys():
+        return
+    e, n = SUMMARY["engine"], SUMMARY["naive"]
+    print("\n\ngate decision, card presented + 1280x720 frame available -> decision (ms)")
+    print(f"  cardbound gate : p50 {e['p50']:7.1f}   p95 {e['p95']:7.1f}   (target p95 <= 300: "
+          f"{'met' if e['p95'] <= 300 else 'NOT met'})")
+    print(f"  naive baseline : p50 {n['p50']:7.1f}   p95 {n['p95']:7.1f}   (stock face_recognition on the full frame)")
+    print("  cardbound stages (median ms): " + ", ".join(f"{k} {v:.1f}" for k, v in e["stages"].items()))
