@@ -79,8 +79,9 @@ def ship(
     connect_timeout: int = 5,
 ) -> ShipResult:
     """Ship every checkpointed entry of the local log at `db` that the central store does not hold yet."""
-    local = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+    local = sqlite3.connect(f"file:{db}?mode=ro", uri=True, isolation_level=None, timeout=60.0)
     try:
+        local.execute("BEGIN")  # one snapshot of the node's log for the whole shipment (writers go on)
         node_id = read_meta(local, "node_id")
         vkey_text = read_meta(local, "vkey")
         if node_id is None or vkey_text is None:

@@ -130,8 +130,10 @@ def verify_database(
     checkpoints kept elsewhere (a gate's last receipt, the central store, an auditor's copy)."""
     if not Path(path).is_file():
         raise AuditLogError(f"{path}: no audit database")
-    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, isolation_level=None, timeout=60.0)
     try:
+        # One read transaction: a consistent snapshot even while a writer keeps appending (WAL).
+        conn.execute("BEGIN")
         return _verify(conn, key, external)
     except sqlite3.DatabaseError as exc:
         raise AuditLogError(f"{path}: not a readable audit database ({exc})") from None

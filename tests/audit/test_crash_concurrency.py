@@ -120,3 +120,23 @@ def test_concurrent_writers_produce_one_valid_chain(tmp_path: Path) -> None:
     report = verify_database(db)
     assert report.ok and report.entries == 480, [f.line() for f in report.findings]
     assert not report.findings or all(f.severity == "warning" for f in report.findings)
+
+
+def test_verifying_while_a_writer_appends_sees_a_consistent_snapshot(tmp_path: Path) -> None:
+    db, key = tmp_path / "audit.sqlite3", tmp_path / "k.ed25519"
+    with open(os.devnull, "w") as sink:
+        run(db, key, NODE, 5, "seed", 1, sink)  # create the log and its key first
+    writer = subprocess.Popen(
+        [sys.executable, str(HERE / "audit_writer.py"), str(db), str(key), NODE, "1500", "live", "3"],
+        stdout=subprocess.DEVNULL, env=_ENV,
+    )
+    reports = []
+    try:
+        while writer.poll() is None and len(reports) < 200:
+            reports.append(verify_database(db))
+    finally:
+        writer.wait(timeout=120)
+    assert writer.returncode == 0 and len(reports) >= 3
+    bad = [[f.line() for f in r.findings] for r in reports if not r.ok]
+    assert not bad, bad[:2]
+    assert reports[-1].entries > reports[0].entries  # it really was growing under the verifier
