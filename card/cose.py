@@ -139,9 +139,7 @@ def loads_strict(data: bytes) -> Any:
     if end != len(data):
         raise CborError("trailing bytes after CBOR item")
     try:
-        value = cbor2.loads(
-            data, allow_duplicate_keys=False, allow_indefinite=False, max_depth=_MAX_DEPTH + 2
-        )
+        value = cbor2.loads(data, allow_duplicate_keys=False, allow_indefinite=False, max_depth=_MAX_DEPTH + 2)
         canonical = dumps(value)
     except Exception as exc:  # the boundary: whatever cbor2 raises on hostile input becomes one typed error
         raise CborError(f"invalid CBOR: {exc}") from exc

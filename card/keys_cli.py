@@ -93,9 +93,7 @@ def _show(args: argparse.Namespace) -> int:
         print(f"verifier   {kid.hex()}{'  (current)' if kid == current else ''}")
     for station in store.stations():
         state = "REVOKED" if station.revoked else "active"
-        print(
-            f"station    {station.name:<20} {station.serial:x}  {state}  until {station.not_after:%Y-%m-%d}"
-        )
+        print(f"station    {station.name:<20} {station.serial:x}  {state}  until {station.not_after:%Y-%m-%d}")
     print("management master secret present (never displayed)")
     return 0
 
@@ -113,14 +111,10 @@ def _guard(fn: Any) -> Any:
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    keys = subparsers.add_parser(
-        "keys", help="manage the keystore: CA, station certificates, CRL, verifier keys"
-    )
+    keys = subparsers.add_parser("keys", help="manage the keystore: CA, station certificates, CRL, verifier keys")
     sub = keys.add_subparsers(dest="keys_command", metavar="ACTION", required=True)
 
-    p = sub.add_parser(
-        "init", help="create the CA, an empty CRL, the first verifier key, the management secret"
-    )
+    p = sub.add_parser("init", help="create the CA, an empty CRL, the first verifier key, the management secret")
     p.set_defaults(handler=_guard(_init))
     p = sub.add_parser("issue-station", help="issue a template-signing certificate for an enrolment station")
     p.add_argument("name")

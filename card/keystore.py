@@ -211,9 +211,7 @@ class KeyStore:
         old = self.crl()
         revoked = {entry.serial_number: entry.revocation_date_utc for entry in old}
         revoked.update(extra)
-        crl = pki.build_crl(
-            self._ca_key(), self.ca_certificate(), revoked, number=pki.crl_number(old) + 1, now=when
-        )
+        crl = pki.build_crl(self._ca_key(), self.ca_certificate(), revoked, number=pki.crl_number(old) + 1, now=when)
         self._write_crl(crl)
         return crl
 
@@ -324,9 +322,7 @@ class KeyStore:
     def issue_card_auth_certificate(
         self, guid: bytes, public_key: ec.EllipticCurvePublicKey, *, now: datetime | None = None
     ) -> x509.Certificate:
-        cert = pki.issue_card_auth_certificate(
-            self._ca_key(), self.ca_certificate(), guid, public_key, now=_now(now)
-        )
+        cert = pki.issue_card_auth_certificate(self._ca_key(), self.ca_certificate(), guid, public_key, now=_now(now))
         # Kept (public data) so a lost or stolen card can be revoked by its GUID.
         cards = self.path / "cards"
         cards.mkdir(mode=0o700, exist_ok=True)

@@ -91,17 +91,13 @@ def new_ec_key() -> ec.EllipticCurvePrivateKey:
 
 
 def _require_p256(public_key: object) -> ec.EllipticCurvePublicKey:
-    if not isinstance(public_key, ec.EllipticCurvePublicKey) or not isinstance(
-        public_key.curve, ec.SECP256R1
-    ):
+    if not isinstance(public_key, ec.EllipticCurvePublicKey) or not isinstance(public_key.curve, ec.SECP256R1):
         raise ValueError("expected an ECDSA P-256 public key")
     return public_key
 
 
 def spki_der(public_key: ec.EllipticCurvePublicKey) -> bytes:
-    return public_key.public_bytes(
-        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
-    )
+    return public_key.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
 
 
 def spki_sha256(public_key: ec.EllipticCurvePublicKey) -> bytes:

@@ -350,12 +350,8 @@ def seal(
     sign_protected = cose.dumps(
         {Header.ALG: Alg.ES256, Header.CONTENT_TYPE: cose.CONTENT_TYPE_CBOR, Header.X5CHAIN: cert_der}
     )
-    der_signature = station.signer.sign(
-        cose.sig_structure(sign_protected, payload), ec.ECDSA(hashes.SHA256())
-    )
-    sign1 = cose.dumps(
-        cbor2.CBORTag(Tag.COSE_SIGN1, [sign_protected, {}, payload, cose.es256_raw(der_signature)])
-    )
+    der_signature = station.signer.sign(cose.sig_structure(sign_protected, payload), ec.ECDSA(hashes.SHA256()))
+    sign1 = cose.dumps(cbor2.CBORTag(Tag.COSE_SIGN1, [sign_protected, {}, payload, cose.es256_raw(der_signature)]))
 
     cek = rng(CEK_LENGTH)
     iv = rng(IV_LENGTH)
@@ -380,9 +376,7 @@ def seal(
         },
         aes_key_wrap(kek, cek),
     ]
-    sealed = cose.dumps(
-        cbor2.CBORTag(Tag.COSE_ENCRYPT, [enc_protected, {Header.IV: iv}, ciphertext, [recipient]])
-    )
+    sealed = cose.dumps(cbor2.CBORTag(Tag.COSE_ENCRYPT, [enc_protected, {Header.IV: iv}, ciphertext, [recipient]]))
     if len(sealed) > MAX_SEALED_SIZE:
         raise ValueError(f"sealed template is {len(sealed)} bytes, over the {MAX_SEALED_SIZE}-byte limit")
     return sealed
@@ -390,15 +384,11 @@ def seal(
 
 # ----------------------------------------------------------------------------------------------- unseal
 
-_ENC_PROTECTED: frozenset[int | str] = frozenset(
-    {int(Header.ALG), int(Header.CONTENT_TYPE), LABEL_VERSION, LABEL_GUID}
-)
+_ENC_PROTECTED: frozenset[int | str] = frozenset({int(Header.ALG), int(Header.CONTENT_TYPE), LABEL_VERSION, LABEL_GUID})
 _ENC_UNPROTECTED: frozenset[int | str] = frozenset({int(Header.IV)})
 _RCPT_PROTECTED: frozenset[int | str] = frozenset({int(Header.ALG)})
 _RCPT_UNPROTECTED: frozenset[int | str] = frozenset({int(Header.EPHEMERAL_KEY), int(Header.KID)})
-_SIGN_PROTECTED: frozenset[int | str] = frozenset(
-    {int(Header.ALG), int(Header.CONTENT_TYPE), int(Header.X5CHAIN)}
-)
+_SIGN_PROTECTED: frozenset[int | str] = frozenset({int(Header.ALG), int(Header.CONTENT_TYPE), int(Header.X5CHAIN)})
 _PAYLOAD_KEYS: frozenset[int | str] = frozenset(int(k) for k in PayloadKey)
 _NOTHING: frozenset[int | str] = frozenset()
 _MAX_TIMESTAMP = 253402300799  # 9999-12-31T23:59:59Z
@@ -422,9 +412,7 @@ def _decrypt(data: bytes, trust: GateTrust) -> tuple[bytes, bytes, bytes]:
     """Return (COSE_Sign1 bytes, GUID from the outer protected header, kid)."""
     outer = _tagged(_decode(data, "container"), Tag.COSE_ENCRYPT, 4, "container")
     enc_protected_bytes = cose.as_bytes(outer[0], max_len=MAX_SEALED_SIZE)
-    enc_protected = cose.as_map(
-        _decode(enc_protected_bytes, "protected header"), _ENC_PROTECTED, _ENC_PROTECTED
-    )
+    enc_protected = cose.as_map(_decode(enc_protected_bytes, "protected header"), _ENC_PROTECTED, _ENC_PROTECTED)
     if enc_protected[LABEL_VERSION] != FORMAT_VERSION:
         raise UnsupportedFormatError(f"unsupported container version {enc_protected[LABEL_VERSION]!r}")
     if enc_protected[Header.ALG] != Alg.A256GCM:
@@ -438,9 +426,7 @@ def _decrypt(data: bytes, trust: GateTrust) -> tuple[bytes, bytes, bytes]:
     recipients = cose.as_array(outer[3], 1)
     recipient = cose.as_array(recipients[0], 3)
     rcpt_protected_bytes = cose.as_bytes(recipient[0], max_len=64)
-    rcpt_protected = cose.as_map(
-        _decode(rcpt_protected_bytes, "recipient header"), _RCPT_PROTECTED, _RCPT_PROTECTED
-    )
+    rcpt_protected = cose.as_map(_decode(rcpt_protected_bytes, "recipient header"), _RCPT_PROTECTED, _RCPT_PROTECTED)
     if rcpt_protected[Header.ALG] != Alg.ECDH_ES_A256KW:
         raise UnsupportedFormatError(f"unsupported key agreement algorithm {rcpt_protected[Header.ALG]!r}")
     rcpt_unprotected = cose.as_map(recipient[1], _RCPT_UNPROTECTED, _RCPT_UNPROTECTED)
@@ -462,9 +448,7 @@ def _decrypt(data: bytes, trust: GateTrust) -> tuple[bytes, bytes, bytes]:
     try:
         cek = aes_key_unwrap(cose.ecdh_es_kek(verifier, ephemeral, rcpt_protected_bytes), wrapped)
     except InvalidUnwrap as exc:
-        raise UnknownVerifierKeyError(
-            "content key unwrap failed: wrong verifier key or altered recipient"
-        ) from exc
+        raise UnknownVerifierKeyError("content key unwrap failed: wrong verifier key or altered recipient") from exc
     try:
         sign1 = AESGCM(cek).decrypt(iv, ciphertext, cose.enc_structure(enc_protected_bytes))
     except InvalidTag as exc:
@@ -489,9 +473,7 @@ def _time(value: Any) -> datetime:
     return datetime.fromtimestamp(cose.as_int(value, lo=0, hi=_MAX_TIMESTAMP), UTC)
 
 
-def _verify_sign1(
-    sign1_bytes: bytes, trust: GateTrust, now: datetime
-) -> tuple[Mapping[Any, Any], x509.Certificate]:
+def _verify_sign1(sign1_bytes: bytes, trust: GateTrust, now: datetime) -> tuple[Mapping[Any, Any], x509.Certificate]:
     sign1 = _tagged(_decode(sign1_bytes, "signed template"), Tag.COSE_SIGN1, 4, "signed template")
     protected_bytes = cose.as_bytes(sign1[0], max_len=MAX_SEALED_SIZE)
     protected = cose.as_map(_decode(protected_bytes, "signature header"), _SIGN_PROTECTED, _SIGN_PROTECTED)
@@ -501,9 +483,7 @@ def _verify_sign1(
         raise UnsupportedFormatError("unsupported signed content type")
     cose.as_map(sign1[1], _NOTHING, _NOTHING)
     payload_bytes = cose.as_bytes(sign1[2], max_len=MAX_SEALED_SIZE)
-    signature = cose.as_bytes(
-        sign1[3], min_len=cose.ES256_SIGNATURE_LENGTH, max_len=cose.ES256_SIGNATURE_LENGTH
-    )
+    signature = cose.as_bytes(sign1[3], min_len=cose.ES256_SIGNATURE_LENGTH, max_len=cose.ES256_SIGNATURE_LENGTH)
     chain = protected[Header.X5CHAIN]
     # RFC 9360: one certificate is a bstr, several an array with the end-entity certificate first.
     leaf_der = chain if isinstance(chain, bytes) else cose.as_array(chain)[0] if chain else None
@@ -568,9 +548,7 @@ def unseal(data: bytes, *, trust: GateTrust, expected: CardBinding, now: datetim
     if not hmac.compare_digest(outer_guid, binding.guid):
         raise MalformedContainerError("outer and signed card GUIDs differ")
     if not hmac.compare_digest(binding.guid, expected.guid):
-        raise WrongCardError(
-            f"template is bound to card {binding.guid.hex()}, not to this card {expected.guid.hex()}"
-        )
+        raise WrongCardError(f"template is bound to card {binding.guid.hex()}, not to this card {expected.guid.hex()}")
     if not hmac.compare_digest(binding.card_key_sha256, expected.card_key_sha256):
         raise WrongCardError("template is bound to another card authentication key")
     if header.created > now + CLOCK_SKEW:
@@ -587,9 +565,7 @@ def gate_binding(
     of its 9E key (card.cardauth). Checks the 9E certificate chain, role, validity and revocation against the
     gate's CA and CRL, and that it names the GUID of the card's CHUID."""
     try:
-        cert_guid = pki.check_card_auth_certificate(
-            card_auth_certificate, trust.ca_certificate, trust.crl, now=now
-        )
+        cert_guid = pki.check_card_auth_certificate(card_auth_certificate, trust.ca_certificate, trust.crl, now=now)
     except pki.CrlStaleError as exc:
         raise StaleCrlError(str(exc)) from exc
     except (pki.PkiError, ValueError) as exc:
