@@ -8,8 +8,10 @@ Files written for `--out FILE`:
 
 Checking needs nothing but these files (and, for independence, the node's verifier key from elsewhere): each
 row is re-encoded canonically, hashed as an RFC 9162 leaf and its inclusion proof checked against the signed
-root. A row that was altered, invented or moved fails; the manifest's count and digest reveal dropped rows
-(the manifest itself is not signed: completeness against the filter is checked against the log, not here).
+root. A row that was altered, invented or moved fails. A node's own export also carries a signed manifest
+(signed note, origin `cardbound.audit-export/<node>`: row count, SHA-256 of FILE, filters), so dropped rows
+are caught even if the manifest is edited; a central export's manifest is unsigned (the central store holds
+no key) and says so.
 """
 
 from __future__ import annotations
@@ -28,13 +30,14 @@ from pathlib import Path
 from typing import Any
 
 from audit import merkle
-from audit.checkpoint import CheckpointError, VerifierKey, parse_checkpoint
+from audit.checkpoint import CheckpointError, Signer, VerifierKey, open_note, parse_checkpoint, sign_note
 from audit.events import EventValidationError, EvidenceExported, event_from_record
 from audit.log import AuditLog, Entry, decode_entry, encode_entry
 
 FORMATS = ("jsonl", "csv")
 CSV_COLUMNS = ("node", "idx", "time", "time_ms", "type", "payload", "proof")
 MANIFEST_KIND = "cardbound-audit-export"
+EXPORT_ORIGIN_PREFIX = "cardbound.audit-export/"
 
 
 class ExportError(ValueError):
@@ -98,7 +101,7 @@ def export_log(
     entries = log.entries(from_ms=from_ms, to_ms=to_ms, event_type=event_type, stop=cp.size)
     rows = (_row(log.node_id, e, merkle.inclusion_proof(e.index, cp.size, get)) for e in entries)
     filters = {"from": from_ms, "to": to_ms, "type": event_type, "node": node}
-    result = write_export(out, fmt, rows, {log.node_id: (note, log.verifier_key.encode())}, filters)
+    result = write_export(out, fmt, rows, {log.node_id: (note, log.verifier_key.encode())}, filters, log.signer)
     log.append(
         EvidenceExported(
             node_id=log.node_id, entries=result.rows, export_format=fmt,
@@ -115,6 +118,7 @@ def write_export(
     rows: Iterator[dict[str, Any]],
     nodes: dict[str, tuple[str, str]],
     filters: dict[str, Any],
+    signer: Signer | None = None,
 ) -> ExportResult:
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -140,7 +144,7 @@ def write_export(
             digest.update(line.encode())
             count += 1
     manifest = out.with_name(out.name + ".checkpoint.json")
-    manifest.write_text(json.dumps({
+    content: dict[str, Any] = {
         "kind": MANIFEST_KIND,
         "version": 1,
         "format": fmt,
@@ -148,8 +152,18 @@ def write_export(
         "sha256": digest.hexdigest(),
         "filters": filters,
         "nodes": {n: {"checkpoint": note, "vkey": vkey} for n, (note, vkey) in nodes.items()},
-    }, indent=2, sort_keys=True) + "\n")
+    }
+    if signer is not None:
+        # The node vouches for *which* rows it exported (not only that each row is in its log), so a dropped
+        # row is caught even if the manifest is edited. Own origin line: never confused with a checkpoint.
+        content["signed"] = sign_note(_manifest_text(signer.name, count, digest.hexdigest(), filters), signer)
+    manifest.write_text(json.dumps(content, indent=2, sort_keys=True) + "\n")
     return ExportResult(count, out, manifest, digest.hexdigest())
+
+
+def _manifest_text(key_name: str, rows: int, sha256: str, filters: dict[str, Any]) -> str:
+    node = key_name.removeprefix("cardbound-audit-")
+    return f"{EXPORT_ORIGIN_PREFIX}{node}\n{rows}\n{sha256}\n{json.dumps(filters, sort_keys=True)}\n"
 
 
 # --- checking an export ---------------------------------------------------------------------------------------
@@ -211,19 +225,37 @@ def verify_export(path: Path, keys: dict[str, VerifierKey] | None = None) -> Exp
     if fmt not in FORMATS:
         raise ExportError(f"{manifest_path}: unknown format {fmt!r}")
     checkpoints = {}
+    node_keys: dict[str, VerifierKey] = {}
     for node, info in nodes.items():
         key = (keys or {}).get(node)
         if key is None:
             key = VerifierKey.decode(info["vkey"])
             report.warnings.append(f"node {node}: verifier key taken from the export itself; pass --key to check "
                                    "against a key kept elsewhere")
+        node_keys[node] = key
         try:
             checkpoints[node] = parse_checkpoint(info["checkpoint"], key)
         except CheckpointError as exc:
             report.findings.append(f"BAD-SIGNATURE: checkpoint of node {node}: {exc}")
+    expected_rows, expected_sha = manifest.get("rows"), manifest.get("sha256")
+    if "signed" in manifest and len(node_keys) == 1:
+        (node, key), = node_keys.items()
+        try:
+            text = open_note(str(manifest["signed"]), key)
+            origin_line, rows_line, sha_line, filters_line = text.split("\n")[:4]
+            if origin_line != EXPORT_ORIGIN_PREFIX + node:
+                raise CheckpointError(f"signed manifest is for {origin_line}")
+            expected_rows, expected_sha = int(rows_line), sha_line
+            if json.loads(filters_line) != manifest.get("filters"):
+                report.findings.append("MODIFIED: export filters differ from the signed manifest")
+        except (CheckpointError, ValueError) as exc:
+            report.findings.append(f"BAD-SIGNATURE: export manifest: {exc}")
+    else:
+        report.warnings.append("manifest not signed (central export): dropped rows can only be found against the "
+                               "log itself")
     digest = hashlib.sha256(path.read_bytes()).hexdigest()
-    if digest != manifest.get("sha256"):
-        report.findings.append("MODIFIED: export file differs from the one described by its manifest (sha256)")
+    if digest != expected_sha:
+        report.findings.append("MODIFIED: export file differs from the one its manifest describes (sha256)")
     for n, row in _read_rows(path, fmt):
         if isinstance(row, str):
             report.findings.append(f"MALFORMED: line {n}: {row}")
@@ -245,6 +277,6 @@ def verify_export(path: Path, keys: dict[str, VerifierKey] | None = None) -> Exp
             report.findings.append(f"MODIFIED: line {n} (node {node} entry {row.get('idx')}): {what}")
             continue
         report.verified += 1
-    if report.rows != manifest.get("rows"):
-        report.findings.append(f"MISSING: export holds {report.rows} rows, its manifest says {manifest.get('rows')}")
+    if report.rows != expected_rows:
+        report.findings.append(f"MISSING: export holds {report.rows} rows, its manifest says {expected_rows}")
     return report

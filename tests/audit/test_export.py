@@ -93,3 +93,23 @@ def test_verify_export_api_reports_counts(home: Path, tmp_path: Path) -> None:
     assert _export(home, out, "--format", "csv") == 0
     report = verify_export(out)
     assert report.ok and report.verified == 120 and report.warnings  # key taken from the export: warned
+
+
+def test_dropped_row_with_edited_manifest_still_caught(home: Path, tmp_path: Path,
+                                                       capsys: pytest.CaptureFixture[str]) -> None:
+    import hashlib
+
+    out = tmp_path / "x.jsonl"
+    assert _export(home, out, "--type", "gate.decision") == 0
+    lines = out.read_text().splitlines(keepends=True)
+    del lines[3]  # an inconvenient decision disappears...
+    out.write_text("".join(lines))
+    manifest_path = tmp_path / "x.jsonl.checkpoint.json"
+    manifest = json.loads(manifest_path.read_text())
+    manifest["rows"] -= 1  # ...and the unsigned fields are made to agree
+    manifest["sha256"] = hashlib.sha256(out.read_bytes()).hexdigest()
+    manifest_path.write_text(json.dumps(manifest))
+    rc, text = _check(out, capsys, home)
+    assert rc == ExitCode.AUDIT
+    assert "MISSING: export holds 89 rows, its manifest says 90" in text
+    assert "differs from the one its manifest describes" in text
