@@ -98,6 +98,18 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     lv.add_argument("--operator", default="operator", help="operator id recorded in the audit log")
     lv.add_argument("--config", type=Path, help="gate configuration (TOML)")
     lv.set_defaults(handler=run_level)
+    ps = gsub.add_parser(
+        "pseudonymise",
+        help="national register number (read from stdin) -> pseudonymous holder reference (hex)",
+        description=(
+            "Reads a Belgian national register number from standard input (so it stays out of shell history), "
+            "checks it and prints HMAC-SHA256(holder-reference key, NRN) in hex: the value for `enrol --holder-ref` "
+            "and for ban lists. The number itself is never stored."
+        ),
+    )
+    ps.add_argument("--key", type=Path, help="holder-reference key file (default: HOME/keys/holder-ref.key)")
+    ps.add_argument("--new-key", action="store_true", help="create the key file first (refused if it exists)")
+    ps.set_defaults(handler=run_pseudonymise)
 
 
 # ----------------------------------------------------------------------------------------------- composition
@@ -301,4 +313,33 @@ def run_level(args: argparse.Namespace) -> int:
     settings = load_settings(args.config, args.home_dir)
     old, new = settings.set_security_level(args.level, operator=args.operator)
     print(f"security level {old} -> {new}")
+    return 0
+
+
+def run_pseudonymise(args: argparse.Namespace) -> int:
+    import os
+    import secrets
+
+    from verify.banlist import BanListError, InvalidNationalNumber, load_key, pseudonymise
+
+    key_file: Path = args.key or args.home_dir.keystore / "holder-ref.key"
+    if args.new_key:
+        key_file.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        try:
+            fd = os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:
+            raise CliError(f"{key_file} already exists; not replaced", ExitCode.KEYS) from None
+        with os.fdopen(fd, "w") as f:
+            f.write(secrets.token_hex(32) + "\n")
+        print(f"new holder-reference key written to {key_file}", file=sys.stderr)
+    try:
+        key = load_key(key_file)
+    except BanListError as exc:
+        raise CliError(f"{exc} (create one with --new-key)", ExitCode.KEYS) from None
+    line = sys.stdin.readline().strip()
+    try:
+        ref = pseudonymise(line, key)
+    except InvalidNationalNumber as exc:
+        raise CliError(f"not a valid national register number: {exc}", ExitCode.INPUT) from None
+    print(ref.hex())
     return 0

@@ -153,3 +153,17 @@ def test_gate_runs_decisions_and_door_hook(home: Path, virtual_card_factory, fac
     assert [ln["reason"] for ln in lines] == ["ACCEPTED", "ACCEPTED"], err
     assert proc.returncode == 0
     assert len(door_log.read_text().strip().splitlines()) == 2
+
+
+def test_pseudonymise_reads_stdin_and_checks_the_number(tmp_path: Path) -> None:
+    from verify.banlist import load_key, pseudonymise
+
+    h = tmp_path / "h"
+    assert cb(h, "gate", "pseudonymise", stdin="85.07.30-033.28\n").returncode == ExitCode.KEYS  # no key yet
+    res = cb(h, "gate", "pseudonymise", "--new-key", stdin="85.07.30-033.28\n")
+    assert res.returncode == 0, res.stderr
+    key = load_key(h / "keys" / "holder-ref.key")
+    assert res.stdout.strip() == pseudonymise("85073003328", key).hex()
+    assert cb(h, "gate", "pseudonymise", "--new-key", stdin="85073003328\n").returncode == ExitCode.KEYS
+    bad = cb(h, "gate", "pseudonymise", stdin="85.07.30-033.29\n")
+    assert bad.returncode == ExitCode.INPUT and "85" not in bad.stderr.replace(str(h), "")  # the number is not echoed
