@@ -13,7 +13,7 @@ import os
 import re
 import sqlite3
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -466,6 +466,3 @@ class AuditLog:
     ) -> None:
         self.close()
 
-
-def iter_bodies(conn: sqlite3.Connection, start: int = 0) -> Iterable[tuple[int, bytes, bytes]]:
-    return conn.execute("SELECT idx, body, leaf FROM entries WHERE idx >= ? ORDER BY idx", (start,))
