@@ -195,20 +195,29 @@ def accuracy(dist: np.ndarray, genuine: np.ndarray, threshold: float) -> float:
     return float(np.mean(match == genuine))
 
 
-def best_threshold(dist: np.ndarray, genuine: np.ndarray) -> float:
-    """Threshold with the best accuracy: the midpoint of the widest-scoring gap between sorted distances."""
+def best_interval(dist: np.ndarray, genuine: np.ndarray) -> tuple[float, float, float]:
+    """(accuracy, lo, hi): the best accuracy and the range of thresholds [lo, hi) that reach it (first such range)."""
     finite = np.sort(np.unique(dist[np.isfinite(dist)]))
     if finite.size == 0:
-        return DEFAULT_THRESHOLD
-    cands = np.concatenate(([finite[0] / 2], (finite[:-1] + finite[1:]) / 2, [finite[-1] + 1e-6]))
-    g = dist[genuine]
-    i = dist[~genuine]
-    gs, is_ = np.sort(g), np.sort(i)
+        return 0.0, DEFAULT_THRESHOLD, DEFAULT_THRESHOLD
+    # Candidate thresholds: each distinct distance (a pair at exactly t matches) and one below the smallest.
+    cands = np.concatenate(([np.nextafter(finite[0], -np.inf)], finite))
+    gs, is_ = np.sort(dist[genuine]), np.sort(dist[~genuine])
     tp = np.searchsorted(gs, cands, side="right")
-    tn = i.size - np.searchsorted(is_, cands, side="right")
+    tn = is_.size - np.searchsorted(is_, cands, side="right")
     acc = (tp + tn) / dist.size
-    best = np.flatnonzero(acc == acc.max())
-    return float(cands[best[len(best) // 2]])
+    i = int(np.argmax(acc))
+    hi = float(finite[i]) if i < finite.size else float(finite[-1]) + 1e-6  # the next distance already changes it
+    return float(acc[i]), float(cands[i]), hi
+
+
+def best_threshold(dist: np.ndarray, genuine: np.ndarray) -> float:
+    """The lowest threshold with the best accuracy on the tuning pairs.
+
+    Any threshold in the best interval classifies the tuning pairs equally well; an access-control system prefers
+    the end with fewer false matches, so we take its lower bound (the largest genuine distance that still matches),
+    not the midpoint."""
+    return best_interval(dist, genuine)[1]
 
 
 def comparison_sets(
@@ -331,10 +340,13 @@ def evaluate(
             stock_fta.add(res.key)
     describe_s = time.perf_counter() - t0
 
+    tune_interval: list[float] | None = None
     if tune is not None:
         td, tg = pair_distances(tune, refs, probes)
-        threshold, source = best_threshold(td, tg), f"tuned on {tune_on.name if tune_on else ''}"
+        _, lo, hi = best_interval(td, tg)
+        threshold, source = lo, f"tuned on {tune_on.name if tune_on else ''} (lowest of the best-accuracy range)"
         tune_acc: float | None = accuracy(td, tg, threshold)
+        tune_interval = [lo, hi]
     else:
         threshold, source, tune_acc = DEFAULT_THRESHOLD, "default", None
 
@@ -351,7 +363,9 @@ def evaluate(
         "threshold": threshold,
         "threshold_source": source,
         "tune_accuracy": tune_acc,
+        "tune_best_interval": tune_interval,
         "accuracy": accuracy(d, g, threshold),
+        "accuracy_acquired_pairs": accuracy(d[np.isfinite(d)], g[np.isfinite(d)], threshold),
         "genuine_mean_distance": float(np.mean(d[g][np.isfinite(d[g])])),
         "impostor_mean_distance": float(np.mean(d[~g][np.isfinite(d[~g])])),
         "fnmr_at_fmr": fnmr_at_fmr(gen, imp),
