@@ -153,13 +153,18 @@ def list_readers() -> list[str]:
 
 
 def resolve_reader(name: str | None, readers: list[str]) -> str:
-    """Exact name, else a unique prefix; None means the first reader."""
+    """Exact name, else a reader index ("0", "1", ... in PC/SC order), else a unique prefix; None means the first
+    reader."""
     if not readers:
         raise NoReaderError("no PC/SC reader found")
     if name is None:
         return readers[0]
     if name in readers:
         return name
+    if name.isdigit():
+        if int(name) < len(readers):
+            return readers[int(name)]
+        raise NoReaderError(f"no reader #{name} (readers: {', '.join(readers)})")
     matches = [r for r in readers if r.startswith(name)]
     if len(matches) == 1:
         return matches[0]

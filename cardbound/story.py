@@ -4,10 +4,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import secrets
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -19,7 +20,7 @@ from biometric.capture import SampleSource
 from biometric.isolation import FaceWorker
 from card import transport
 from card.keystore import KeyStore
-from card.personalise import read_sealed_template, write_sealed_template
+from card.personalise import read_guid, read_sealed_template, write_sealed_template
 from card.piv import DEFAULT_MANAGEMENT_KEY, ManagementKeyType, ObjectId, PivSession
 from card.virtual.harness import PcscDaemon, VirtualCardProcess
 from cardbound.home import Home
@@ -212,42 +213,39 @@ def _photo(root: Path, rel: str) -> SampleSource:
     return SampleSource.photos(str(root / rel)) if rel else SampleSource.photos(str(root))
 
 
-def _guid(card: VirtualCardProcess) -> bytes:
-    from card.personalise import read_guid
-
+@contextlib.contextmanager
+def _piv(card: VirtualCardProcess) -> Iterator[PivSession]:
+    """A selected PIV session on the card in `card`'s reader, closed afterwards."""
     conn, session = _session(card.reader_name)
     with conn:
         session.select()
+        yield session
+
+
+def _guid(card: VirtualCardProcess) -> bytes:
+    with _piv(card) as session:
         guid = read_guid(session)
     assert guid is not None
     return guid
 
 
 def _read(card: VirtualCardProcess) -> bytes:
-    conn, session = _session(card.reader_name)
-    with conn:
-        session.select()
+    with _piv(card) as session:
         data = read_sealed_template(session)
     assert data is not None
     return data
 
 
 def _write(card: VirtualCardProcess, mgmt_key: bytes, data: bytes) -> None:
-    conn, session = _session(card.reader_name)
-    with conn:
-        session.select()
+    with _piv(card) as session:
         write_sealed_template(session, mgmt_key, data)
 
 
 def _clone_readable_objects(source: VirtualCardProcess, blank: VirtualCardProcess) -> None:
-    conn, session = _session(source.reader_name)
-    with conn:
-        session.select()
+    with _piv(source) as session:
         objects = {oid: session.get_data_or_none(oid) for oid in (ObjectId.CHUID, ObjectId.CARD_AUTH,
                                                                  ObjectId.SEALED_TEMPLATE)}
-    conn, session = _session(blank.reader_name)
-    with conn:
-        session.select()
+    with _piv(blank) as session:
         session.authenticate(ManagementKeyType.TDES, DEFAULT_MANAGEMENT_KEY)
         for oid, data in objects.items():
             if data is not None:

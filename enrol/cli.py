@@ -63,19 +63,6 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     p.set_defaults(handler=run)
 
 
-def resolve_reader(arg: str | None) -> str | None:
-    if arg is None or not arg.isdigit():
-        return arg
-    try:
-        readers = transport.list_readers()
-    except transport.TransportError as exc:
-        raise CliError(f"PC/SC unavailable: {exc}", ExitCode.NO_READER) from None
-    index = int(arg)
-    if index >= len(readers):
-        raise CliError(f"no reader #{index} (readers: {', '.join(readers) or 'none'})", ExitCode.NO_READER)
-    return readers[index]
-
-
 def _parse_valid_until(text: str) -> datetime:
     try:
         day = date.fromisoformat(text)
@@ -141,7 +128,6 @@ def run(args: argparse.Namespace) -> int:
             f"({station.certificate.not_valid_after_utc:%Y-%m-%d}); choose an earlier date or renew the station",
             ExitCode.USAGE,
         )
-    reader = resolve_reader(args.reader)
     request = EnrolRequest(
         holder_ref=holder_ref,
         category=category,
@@ -154,7 +140,7 @@ def run(args: argparse.Namespace) -> int:
     home.ensure()
     with AuditLog.open_station(home.root, node_id=home.node_id) as log, FaceWorker() as worker:
         try:
-            with transport.connect(reader, timeout=args.card_timeout) as conn:
+            with transport.connect(args.reader, timeout=args.card_timeout) as conn:
                 result = enrol(
                     request,
                     session=PivSession(conn),

@@ -198,12 +198,6 @@ def _runtime(args: argparse.Namespace, source: SampleSource, settings: GateSetti
     return _Runtime(gate, worker, log)
 
 
-def _resolve_reader(arg: str | None) -> str | None:
-    from enrol.cli import resolve_reader  # same rule at desk and gate: an index or a name prefix
-
-    return resolve_reader(arg)
-
-
 def decide_on_reader(gate: Gate, reader: str | None, card_timeout: float) -> Decision:
     try:
         conn = transport.connect(reader, timeout=card_timeout)
@@ -228,10 +222,9 @@ def _emit(decision: Decision, lang: str) -> None:
 def run_once(args: argparse.Namespace) -> int:
     settings = load_settings(args.config, args.home_dir, gate_id=args.gate_id)
     source = _source(args, settings)
-    reader = _resolve_reader(args.reader)
     rt = _runtime(args, source, settings)
     try:
-        decision = decide_on_reader(rt.gate, reader, args.card_timeout)
+        decision = decide_on_reader(rt.gate, args.reader, args.card_timeout)
     finally:
         rt.close()
     _emit(decision, args.lang)
@@ -250,7 +243,8 @@ def run_gate(args: argparse.Namespace) -> int:
     source = _source(args, settings)
     names = [r for r in (args.reader or settings.readers or [])]
     try:
-        readers = [_resolve_reader(r) for r in names] if names else transport.list_readers()
+        available = transport.list_readers()
+        readers = [transport.resolve_reader(r, available) for r in names] if names else available
     except transport.TransportError as exc:
         raise CliError(f"PC/SC unavailable: {exc}", ExitCode.NO_READER) from None
     if not readers:

@@ -84,7 +84,7 @@ def test_no_face_bad_input_unknown_reader_bad_args(home: Path, virtual_card, tmp
     assert cb(home, *enrol_args("0", tmp_path / "missing.jpg")).returncode == ExitCode.INPUT
 
     res = cb(home, *enrol_args("7", grey))
-    assert res.returncode == ExitCode.NO_READER and "no reader #7" in res.stderr
+    assert res.returncode == ExitCode.NO_READER and "no reader #7" in res.stderr, res.stderr
     res = cb(home, *enrol_args("Nonexistent Reader", grey))
     assert res.returncode == ExitCode.NO_READER
 
