@@ -138,26 +138,32 @@ def run(args: argparse.Namespace) -> int:
         delete_sources=tuple(args.photo) if (args.delete_source and args.photo) else (),
     )
     home.ensure()
-    with AuditLog.open_station(home.root, node_id=home.node_id) as log, FaceWorker() as worker:
-        try:
-            with transport.connect(args.reader, timeout=args.card_timeout) as conn:
-                result = enrol(
-                    request,
-                    session=PivSession(conn),
-                    keys=keys,
-                    capture=lambda: worker_capture(worker, source, args.samples, args.lang),
-                    audit=log,
-                )
-        except EnrolError as exc:
-            if args.json:
-                print(json.dumps({"result": "refused", "failure": exc.failure.value, "reasons": list(exc.reasons),
-                                  "message": str(exc)}))
-            raise CliError(f"enrolment refused ({exc.failure.value}): {exc}", EXIT_FOR[exc.failure]) from None
-        except transport.TransportError as exc:  # reader or card gone before the flow started
-            failure = EnrolError(EnrolFailure.NO_CARD, str(exc))
-            if isinstance(exc, transport.NoReaderError | transport.PcscUnavailableError):
-                failure = EnrolError(EnrolFailure.NO_READER, str(exc))
-            raise CliError(f"enrolment refused ({failure.failure.value}): {exc}", EXIT_FOR[failure.failure]) from None
+    try:
+        # The card is reached first, so a missing reader or card fails before the face worker starts.
+        with (
+            AuditLog.open_station(home.root, node_id=home.node_id) as log,
+            transport.connect(args.reader, timeout=args.card_timeout) as conn,
+            FaceWorker() as worker,
+        ):
+            result = enrol(
+                request,
+                session=PivSession(conn),
+                keys=keys,
+                capture=lambda: worker_capture(worker, source, args.samples, args.lang),
+                audit=log,
+            )
+    except EnrolError as exc:
+        if args.json:
+            print(json.dumps({"result": "refused", "failure": exc.failure.value, "reasons": list(exc.reasons),
+                              "message": str(exc)}))
+        raise CliError(f"enrolment refused ({exc.failure.value}): {exc}", EXIT_FOR[exc.failure]) from None
+    except transport.TransportError as exc:  # reader or card missing before the flow started
+        failure = EnrolFailure.NO_CARD
+        if isinstance(exc, transport.NoReaderError | transport.PcscUnavailableError):
+            failure = EnrolFailure.NO_READER
+        raise CliError(f"enrolment refused ({failure.value}): {exc}", EXIT_FOR[failure]) from None
+    except IsolationError as exc:
+        raise CliError(f"biometric worker could not start: {exc}", ExitCode.FAILURE) from None
     if args.json:
         print(json.dumps(result.as_dict()))
     else:
