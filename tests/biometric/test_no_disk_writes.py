@@ -55,7 +55,10 @@ def _run_engine(engine: FaceEngine, photo: Path) -> None:
 
 
 def test_no_file_written_while_processing(obama_jpg: Path) -> None:
-    engine = FaceEngine()  # fresh engine object: its first use is inside the watched region
+    from biometric.engine import _Models
+
+    _Models._inst = None  # the dlib models load again, inside the watched region
+    engine = FaceEngine()
     _recorder.events.clear()
     _recorder.active = True
     try:
