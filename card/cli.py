@@ -67,7 +67,7 @@ def register(subparsers: Any) -> None:
     readers.set_defaults(handler=_readers)
 
     info = sub.add_parser("info", help="show the PIV state of the card in a reader (no secrets)")
-    info.add_argument("--reader", help="reader name or prefix (default: first reader)")
+    info.add_argument("--reader", help="reader index (0, 1, ...), name or name prefix (default: first reader)")
     info.add_argument("--timeout", type=float, default=10.0, help="seconds to wait for a card")
     info.set_defaults(handler=_info)
 

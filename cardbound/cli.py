@@ -26,7 +26,6 @@ COMMAND_MODULES: tuple[str, ...] = (
     "enrol.cli",
     "verify.cli",
     "audit.cli",
-    "iso27001_evidence.cli",
 )
 
 Handler = Callable[[argparse.Namespace], int | None]

@@ -51,9 +51,11 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     p.add_argument("--samples", type=int, default=3, help="good frames averaged into the template (default 3)")
     p.add_argument("--holder-ref", required=True, metavar="HEX",
                    help="pseudonymous holder reference (hex, e.g. from `cardbound gate pseudonymise`), never a name")
-    p.add_argument("--category", required=True, help="visitor category (see the gate policy), e.g. worker")
+    p.add_argument("--category", required=True,
+                   help="visitor category of the gate policy: seafarer, authority, regular, resident, occasional, ...")
     p.add_argument("--valid-until", required=True, metavar="YYYY-MM-DD", help="template expiry date")
-    p.add_argument("--delete-source", action="store_true", help="overwrite and unlink the photo files afterwards")
+    p.add_argument("--delete-source", action="store_true",
+                   help="overwrite and unlink the photo files once the card is written and checked")
     p.add_argument("--replace", action="store_true", help="re-enrol a card that already holds a template (audited)")
     p.add_argument("--station", default="desk-1", help="enrolment station name (its certificate signs the template)")
     p.add_argument("--operator", default="operator", help="operator id recorded in the audit log")

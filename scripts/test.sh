@@ -4,4 +4,5 @@ set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 bash "$root/scripts/setup.sh"
 cd "$root"
-exec .venv/bin/python -m pytest tests "$@"
+# No path given: pyproject's testpaths (tests/). A path given (e.g. tests/flows/test_keeps_nothing.py): just that.
+exec .venv/bin/python -m pytest "$@"

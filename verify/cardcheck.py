@@ -16,7 +16,7 @@ from card import sealed
 from card.apdu import ApduError, ApduFormatError
 from card.cardauth import CardAuthError, authenticate_card
 from card.personalise import read_sealed_template
-from card.piv import PivFormatError, PivSession
+from card.piv import ObjectId, PivFormatError, PivSession
 from card.sealed import GateTrust, UnsealedTemplate
 from card.transport import CardRemovedError, ConnectionLostError, TransportError
 from verify.decision import Reason, pseudonymous_card_id
@@ -67,6 +67,10 @@ def read_card(
     t0 = time.perf_counter()
     try:
         session.select()
+        if session.get_data_or_none(ObjectId.CHUID) is None:
+            # A blank card (no CHUID): not enrolled. A card *with* identity data that then cannot prove possession
+            # of its 9E key (a clone) fails below as CARD_AUTH_FAILED.
+            raise CardRejected(Reason.NOT_ENROLLED, "blank card: no CHUID, never personalised")
         card = authenticate_card(session)
         card_id = pseudonymous_card_id(card.guid)
         timings["card_auth"] = (time.perf_counter() - t0) * 1000
@@ -88,7 +92,7 @@ def read_card(
     except ConnectionLostError as exc:
         raise CardRejected(Reason.CARD_REMOVED, str(exc), card_id) from None
     except (ApduError, ApduFormatError, PivFormatError, TransportError, ValueError) as exc:
-        # A card without a 9E key/certificate, or one answering garbage, cannot authenticate.
+        # A card answering garbage or refusing to sign cannot authenticate.
         reason = Reason.CARD_AUTH_FAILED if card_id is None else Reason.CARD_ERROR
         raise CardRejected(reason, f"{type(exc).__name__}: {exc}", card_id) from None
     if not data:

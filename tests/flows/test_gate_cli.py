@@ -94,7 +94,8 @@ def test_verify_once_expired_and_not_enrolled(home: Path, virtual_card_factory, 
     root = faces_dir / "portraits/face_recognition"
     blank = virtual_card_factory()
     ne = cb(home, "verify", "--once", "--reader", "0", "--photo", str(root / "obama/obama2.jpg"))
-    assert ne.returncode == ExitCode.CARD_AUTH_FAILED, ne.stderr  # a blank card has no 9E key to prove
+    assert ne.returncode == ExitCode.CARD_NOT_ENROLLED, ne.stderr  # a blank card: no CHUID, no 9E certificate
+    assert decision(ne)["reason"] == "NOT_ENROLLED"
     enrol_card(home, blank.reader_name, root / "obama/obama.jpg", engine, valid_for=timedelta(seconds=2))
     time.sleep(3)
     ex = cb(home, "verify", "--once", "--reader", "0", "--photo", str(root / "obama/obama2.jpg"))
