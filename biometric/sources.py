@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 
 from biometric.errors import (
     CameraError,
@@ -92,6 +92,9 @@ def _decode(img: Image.Image, limits: ImageLimits) -> Frame:
         raise NotAnImageError(f"unsupported image format {img.format or 'unknown'}")
     width, height = img.size
     check_dimensions(width, height, limits)  # from the header, before decoding
+    # `import face_recognition` sets this process-wide flag to True (face_recognition/api.py), after which Pillow
+    # silently pads truncated files with grey. A truncated sample must be refused, whatever was imported before.
+    ImageFile.LOAD_TRUNCATED_IMAGES = False
     img.load()
     # Phones store portraits sideways with an EXIF orientation tag; detection needs them upright.
     upright = ImageOps.exif_transpose(img)

@@ -212,3 +212,15 @@ def test_missing_or_bad_video_file(tmp_path: Path) -> None:
     bad.write_bytes(b"RIFF\x00\x00\x00\x00AVI garbage" * 10)
     with pytest.raises((CameraError, CorruptImageError)):
         next(video_frames(bad))
+
+
+def test_truncated_image_refused_even_after_face_recognition_import(tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """`import face_recognition` flips Pillow's LOAD_TRUNCATED_IMAGES to True; the loader must not inherit that."""
+    from PIL import ImageFile
+
+    monkeypatch.setattr(ImageFile, "LOAD_TRUNCATED_IMAGES", True)  # what that import does
+    data = _synthetic()
+    p = tmp_path / "truncated.jpg"
+    p.write_bytes(data[: len(data) // 3])
+    with pytest.raises(CorruptImageError):
+        load_path(p)
