@@ -269,7 +269,12 @@ def run_gate(args: argparse.Namespace) -> int:
             with lock:
                 if stop.is_set():
                     return
-                decision = decide_on_reader(rt.gate, reader, 2.0)
+                try:
+                    decision = decide_on_reader(rt.gate, reader, 2.0)
+                except CliError as exc:  # the reader vanished (unplugged, pcscd restarted): keep watching
+                    print(f"reader {reader}: {exc}; retrying", file=sys.stderr, flush=True)
+                    stop.wait(1.0)
+                    continue
                 _emit(decision, args.lang)
                 if decision.accepted and args.door_hook:
                     _door(args.door_hook, decision)
