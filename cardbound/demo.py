@@ -62,7 +62,7 @@ def run(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
     scenes = story.tell(home, faces, demo_dir, say=_say, lang=args.lang)
     _say("")
-    _say(f"{'scene':<60} {'decision':<8} {'reason':<18} {'distance':>8} {'total':>7} {'card':>7} {'face':>7}")
+    _say(f"{'scene':<60} {'decision':<8} {'reason':<18} {'dist/thr':>11} {'total':>7} {'card':>7} {'face':>7}")
     bad = 0
     for sc in scenes:
         d = sc.decision
@@ -73,7 +73,7 @@ def run(args: argparse.Namespace) -> int:
         mark = "" if got == sc.expected else "   <-- UNEXPECTED"
         bad += got != sc.expected
         dist = "" if d.distance is None else f"{d.distance:.3f}/{d.threshold:.2f}"
-        _say(f"{sc.title:<60} {got:<8} {d.reason.value:<18} {dist:>8} {t.get('total', 0):>5.0f}ms {card_ms:>5.0f}ms "
+        _say(f"{sc.title:<60} {got:<8} {d.reason.value:<18} {dist:>11} {t.get('total', 0):>5.0f}ms {card_ms:>5.0f}ms "
              f"{face_ms:>5.0f}ms{mark}")
     _say(f"\n{len(scenes) - bad}/{len(scenes)} decisions as expected; demo took {time.perf_counter() - t0:.1f} s")
     return int(ExitCode.FAILURE) if bad else 0
