@@ -78,7 +78,7 @@ def test_detect_stock(benchmark, fr, frame: np.ndarray) -> None:  # type: ignore
 
 
 def test_template_cardbound(benchmark, engine: FaceEngine, frame: np.ndarray) -> None:  # type: ignore[no-untyped-def]
-    """Landmarks + chip + quality + descriptor for a known face (detection excluded)."""
+    """Descriptor of an analysed sample (ours) vs landmarks + descriptor at a known location (stock)."""
     benchmark.group = f"template (face known) {frame.shape[1]}x{frame.shape[0]}"
     sample = engine.analyse(frame)
     t = benchmark.pedantic(engine.probe_template, args=(sample,), rounds=_rounds(frame), warmup_rounds=1)
