@@ -269,12 +269,15 @@ def fnmr_at_fmr(genuine: np.ndarray, impostor: np.ndarray, targets: tuple[float,
     return out
 
 
-def det_points(genuine: np.ndarray, impostor: np.ndarray, n: int = 400) -> tuple[np.ndarray, np.ndarray]:
-    finite = np.concatenate((genuine[np.isfinite(genuine)], impostor))
-    ts = np.quantile(finite, np.linspace(0, 1, n))
-    gs, is_ = np.sort(genuine), np.sort(impostor)
-    fmr = np.searchsorted(is_, ts, side="right") / max(1, is_.size)
-    fnmr = 1.0 - np.searchsorted(gs, ts, side="right") / max(1, gs.size)
+def det_points(genuine: np.ndarray, impostor: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(FMR, FNMR) over thresholds at every genuine distance and at log-spaced impostor quantiles, so that the low
+    FMR end is resolved as far as the impostor count allows."""
+    imp = np.sort(impostor)
+    gen = np.sort(genuine)
+    q = np.logspace(-7, 0, 300)
+    ts = np.unique(np.concatenate((gen[np.isfinite(gen)], np.quantile(imp, q) if imp.size else [])))
+    fmr = np.searchsorted(imp, ts, side="right") / max(1, imp.size)
+    fnmr = 1.0 - np.searchsorted(gen, ts, side="right") / max(1, gen.size)
     return fmr, fnmr
 
 
@@ -285,13 +288,14 @@ def write_det(path: Path, curves: dict[str, tuple[np.ndarray, np.ndarray]], titl
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(6, 5))
-    floor = 1e-6  # zero rates are drawn on the floor of the log axes
+    floor = 1e-6  # a zero FNMR is drawn on the floor of the log axis; zero-FMR points are not drawn
     for label, (fmr, fnmr) in curves.items():
-        ax.plot(np.maximum(fmr, floor), np.maximum(fnmr, floor), label=label)
+        ok = fmr > 0
+        ax.plot(fmr[ok], np.maximum(fnmr[ok], floor), label=label)
     ax.set_xscale("log")
     ax.set_yscale("log")
     ax.set_xlim(floor, 1.0)
-    ax.set_ylim(floor, 1.0)
+    ax.set_ylim(1e-3, 1.0)
     ax.set_xlabel("FMR (false match rate)")
     ax.set_ylabel("FNMR (false non-match rate, FTA included)")
     ax.set_title(title)
