@@ -107,7 +107,6 @@ class EnrolRequest:
 @dataclass
 class EnrolResult:
     card_id: str
-    guid_hex: str
     replaced: bool
     frames_used: int
     frames_seen: int
@@ -307,7 +306,6 @@ def enrol(
     audit.append_many(events)
     return EnrolResult(
         card_id=card_id,
-        guid_hex=identity.guid.hex(),
         replaced=identity.enrolled,
         frames_used=captured.frames_used,
         frames_seen=captured.frames_seen,
