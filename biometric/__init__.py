@@ -12,8 +12,8 @@ Image sources — each returns/yields RGB uint8 frames (H, W, 3) in memory; rais
 
 Engine:
     engine = FaceEngine(config=EngineConfig(), quality=GATE)       # or quality=DESK at the enrolment desk
-    engine.analyse(frame, *, allow_largest=False, quality=None) -> Sample   # raises QualityFailure
-    engine.reference_template(samples, num_jitters=None) -> Template        # enrolment (jittered, averaged)
+    engine.analyse(frame, *, allow_several=False, quality=None) -> Sample   # raises QualityFailure
+    engine.reference_template(samples, num_jitters=None) -> Template        # enrolment (chip + mirror, averaged)
     engine.probe_template(sample) -> Template                               # live probe at the gate
     engine.detect(frame) -> list[Box]                                        # largest first
     engine.warm_up()                                                         # load models now (~1 s)

@@ -128,11 +128,11 @@ def quality_score(metrics: QualityMetrics, cfg: QualityConfig) -> int:
 
 
 def _analysed(
-    engine: FaceEngine, frames: Iterable[Frame], cfg: QualityConfig, reasons: list[str], allow_largest: bool
+    engine: FaceEngine, frames: Iterable[Frame], cfg: QualityConfig, reasons: list[str], allow_several: bool
 ) -> Iterator[Sample]:
     for frame in frames:
         try:
-            yield engine.analyse(frame, quality=cfg, allow_largest=allow_largest)
+            yield engine.analyse(frame, quality=cfg, allow_several=allow_several)
         except QualityFailure as exc:
             reasons.extend(r.value for r in exc.reasons)
         finally:
@@ -156,7 +156,7 @@ def enrolment_template(
     seen = 0
     try:
         counted = _counting(frames)
-        for sample in _analysed(engine, counted, quality, reasons, allow_largest=False):
+        for sample in _analysed(engine, counted, quality, reasons, allow_several=False):
             samples.append(sample)
             if len(samples) >= max_samples:
                 break
@@ -177,7 +177,7 @@ def probe_distance(
     *,
     budget_s: float = 2.0,
     quality: QualityConfig = GATE,
-    allow_largest: bool = True,
+    allow_several: bool = True,
 ) -> ProbeResult:
     """Take live frames until one passes the gate's quality check or the time budget runs out; compare that one
     probe 1:1 with `reference`. The probe is wiped before returning; only the distance leaves."""
@@ -187,7 +187,7 @@ def probe_distance(
     for frame in frames:
         seen += 1
         try:
-            sample = engine.analyse(frame, quality=quality, allow_largest=allow_largest)
+            sample = engine.analyse(frame, quality=quality, allow_several=allow_several)
         except QualityFailure as exc:
             reasons.extend(r.value for r in exc.reasons)
             if time.perf_counter() - t0 > budget_s:

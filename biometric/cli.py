@@ -27,7 +27,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     c.add_argument("photo2", type=Path)
     c.add_argument("--threshold", type=float, default=None, help="decision threshold (default: DEFAULT_THRESHOLD)")
     c.add_argument("--preset", choices=("desk", "gate"), default="gate", help="quality preset (default gate)")
-    c.add_argument("--allow-largest", action="store_true", help="use the largest face when several are found")
+    c.add_argument("--allow-several", action="store_true",
+                   help="when several faces are found, let the preset pick the subject (gate: the most central face)")
     c.add_argument("--lang", choices=("fr", "nl", "en"), default="en", help="language of quality messages")
     c.add_argument("--json", action="store_true", help="print one JSON object")
     c.set_defaults(handler=_compare)
@@ -68,12 +69,12 @@ def _compare(args: argparse.Namespace) -> int:
         if not 0.0 < threshold < 2.0:
             raise CliError("--threshold must be in (0, 2)", ExitCode.USAGE)
         engine = FaceEngine(quality=PRESETS[args.preset])
-        largest = args.allow_largest
-        with sensitive(load_path(args.photo1)) as f1, sensitive(engine.analyse(f1, allow_largest=largest)) as s1:
+        several = args.allow_several
+        with sensitive(load_path(args.photo1)) as f1, sensitive(engine.analyse(f1, allow_several=several)) as s1:
             f1.fill(0)
             ref = engine.reference_template([s1])
         with sensitive(ref), sensitive(load_path(args.photo2)) as f2:
-            s2 = engine.analyse(f2, allow_largest=largest)
+            s2 = engine.analyse(f2, allow_several=several)
             f2.fill(0)
             with sensitive(s2), sensitive(engine.probe_template(s2)) as probe:
                 distance = compare(ref, probe)

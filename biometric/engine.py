@@ -5,6 +5,7 @@ dlib models are loaded on first use (about 1 s), once per process, so importing 
 
 from __future__ import annotations
 
+import math
 import threading
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -29,17 +30,22 @@ class EngineConfig:
     upsample: int = 1
     #: Fallbacks when nothing is found, in this order: one more upsample; the best low-confidence HOG window of the
     #: first pass (score >= `fallback_score`; landmarks and the quality gate then vet it; free, the first pass
-    #: already computed it); a padded frame (HOG misses tightly cropped faces); and, off by default (0.3 s per 250²
-    #: image, ~1.5 s at 640×360 without a GPU), the CNN detector. The upsample and pad fallbacks only run on
-    #: detection images of at most `fallback_max_pixels` (small photos, face chips): on a 640×480 camera frame they
-    #: would cost ~1 s per empty frame, and a face too small for the first pass is too small for the gate anyway.
+    #: already computed it); a padded frame (HOG misses tightly cropped faces); and dlib's CNN detector (~0.3-1 s
+    #: on a 250² image without a GPU). All but the weak window only run on detection images of at most
+    #: `fallback_max_pixels` (small photos, face chips): on a 640×480 camera frame they would cost 1-2 s per *empty*
+    #: frame, and a face that the first pass misses there is too small for the gate anyway.
     fallback_upsample: bool = True
     fallback_score: float | None = -0.5
     fallback_pad: bool = True
-    fallback_cnn: bool = False
+    fallback_cnn: bool = True
     fallback_max_pixels: int = 160_000
-    #: Jitters (random crops/flips of the chip, averaged) per enrolment sample; costs ~one descriptor each.
-    enrol_jitters: int = 5
+    #: Enrolment: each sample counts twice, as its chip and as the chip's mirror image (two descriptors, averaged).
+    #: Deterministic, unlike dlib's jitter, and on LFW DevTrain at least as good (docs/biometric.md).
+    enrol_mirror: bool = True
+    #: dlib's jitter (random crops, scales, rotations and flips of the chip, averaged) per enrolment view; ~one
+    #: descriptor each. Off: it drew from a process-wide random state, so templates (and tuned thresholds) changed
+    #: from run to run, and 5 jitters gained nothing over the mirror image on DevTrain.
+    enrol_jitters: int = 0
 
 
 @dataclass(frozen=True)
@@ -164,7 +170,7 @@ class FaceEngine:
                     ]
                 finally:
                     padded.fill(0)
-            if not boxes and cfg.fallback_cnn and cfg.detector == "hog":
+            if not boxes and cfg.fallback_cnn and cheap and cfg.detector == "hog":
                 boxes = self._detect_cnn(small, cfg.upsample)
         finally:
             if small is not frame:
@@ -201,27 +207,33 @@ class FaceEngine:
 
     # -- analysis ------------------------------------------------------------------------------------------
     def analyse(
-        self, frame: Frame, *, allow_largest: bool = False, quality: QualityConfig | None = None
+        self, frame: Frame, *, allow_several: bool = False, quality: QualityConfig | None = None
     ) -> Sample:
         """One frame → one `Sample`, or `QualityFailure` (with stable reason codes).
 
-        Several faces are a failure (`MULTIPLE_FACES`) unless `allow_largest` and the largest face clearly dominates
-        (area >= `dominance` × the next one), as with a bystander far behind the person at the gate.
+        Several faces are a failure (`MULTIPLE_FACES`) unless `allow_several`; then the preset's `subject` rule picks
+        the face: the one nearest the frame centre (gate), or the largest if it clearly dominates (area >=
+        `dominance` × the next one).
         """
         cfg = quality or self.quality
         frame = _checked(frame)
+        h, w = frame.shape[:2]
         boxes = self.detect(frame)
         if not boxes:
             raise QualityFailure((QualityReason.NO_FACE,))
-        if len(boxes) > 1 and not (allow_largest and boxes[0].area >= cfg.dominance * boxes[1].area):
-            raise QualityFailure((QualityReason.MULTIPLE_FACES,))
         box = boxes[0]
+        if len(boxes) > 1:
+            if not allow_several:
+                raise QualityFailure((QualityReason.MULTIPLE_FACES,))
+            if cfg.subject == "central":
+                box = min(boxes, key=lambda b: math.hypot(b.cx - w / 2, b.cy - h / 2))
+            elif boxes[0].area < cfg.dominance * boxes[1].area:
+                raise QualityFailure((QualityReason.MULTIPLE_FACES,))
         m = self._m
         rect = m.dlib.rectangle(box.left, box.top, box.right, box.bottom)
         shape = m.shape(frame, rect)
         landmarks = np.array([(p.x, p.y) for p in shape.parts()], dtype=np.float32)
         chip = np.ascontiguousarray(m.dlib.get_face_chip(frame, shape, size=CHIP_SIZE, padding=0.25))
-        h, w = frame.shape[:2]
         metrics = measure(chip, landmarks, box.as_tuple(), w, h, len(boxes))
         reasons = metrics.failures(cfg)
         if reasons:
@@ -230,14 +242,21 @@ class FaceEngine:
         return Sample(chip=chip, landmarks=landmarks, box=box, quality=metrics)
 
     # -- templates -----------------------------------------------------------------------------------------
-    def descriptor(self, sample: Sample, num_jitters: int = 0) -> np.ndarray:
-        """The raw 128-D descriptor (float64, caller wipes). Prefer `probe_template` / `reference_template`."""
+    def descriptor(self, sample: Sample, num_jitters: int = 0, *, mirrored: bool = False) -> np.ndarray:
+        """The raw 128-D descriptor (float64, caller wipes) of the sample's chip, or of its mirror image.
+        Prefer `probe_template` / `reference_template`."""
         if sample._wiped:
             raise ValueError("sample was wiped")
-        return np.array(self._m.resnet.compute_face_descriptor(sample.chip, num_jitters), dtype=np.float64)
+        if not mirrored:
+            return np.array(self._m.resnet.compute_face_descriptor(sample.chip, num_jitters), dtype=np.float64)
+        flipped = np.ascontiguousarray(sample.chip[:, ::-1])
+        try:
+            return np.array(self._m.resnet.compute_face_descriptor(flipped, num_jitters), dtype=np.float64)
+        finally:
+            flipped.fill(0)
 
     def probe_template(self, sample: Sample) -> Template:
-        """Template of a live sample (no jitter: the gate must answer fast)."""
+        """Template of a live sample: one descriptor (the gate must answer fast; a mirrored probe gained nothing)."""
         d = self.descriptor(sample)
         try:
             return Template.from_descriptor(d)
@@ -245,17 +264,20 @@ class FaceEngine:
             d.fill(0.0)
 
     def reference_template(self, samples: Iterable[Sample], num_jitters: int | None = None) -> Template:
-        """Enrolment template: mean of the L2-normalised (jittered) descriptors of the samples, renormalised."""
+        """Enrolment template: mean of the L2-normalised descriptors of the samples (each as its chip and, with
+        `enrol_mirror`, its mirror image; `num_jitters` dlib jitters per view), renormalised."""
         jit = self.config.enrol_jitters if num_jitters is None else num_jitters
         if jit < 0:
             raise ValueError("num_jitters must be >= 0")
+        views = (False, True) if self.config.enrol_mirror else (False,)
         acc = np.zeros(128, dtype=np.float64)
         n = 0
         for s in samples:
-            d = self.descriptor(s, jit)
-            acc += d / np.linalg.norm(d)
-            d.fill(0.0)
-            n += 1
+            for mirrored in views:
+                d = self.descriptor(s, jit, mirrored=mirrored)
+                acc += d / np.linalg.norm(d)
+                d.fill(0.0)
+                n += 1
         if n == 0:
             raise ValueError("reference_template needs at least one sample")
         acc /= n

@@ -1,9 +1,9 @@
 """Accuracy report on LFW-style pairs files: our engine (as the gate uses it) next to stock `face_recognition`.
 
 Protocol (docs/biometric.md):
-- every image is loaded and analysed exactly as at the gate (`load_path` → `FaceEngine.analyse(allow_largest=True)`
-  with the GATE quality preset); the first image of a pair plays the enrolment sample (reference template with
-  `enrol_jitters`), the second the live probe (`probe_template`);
+- every image is loaded and analysed exactly as at the gate (`load_path` → `FaceEngine.analyse(allow_several=True)`
+  with the GATE quality preset: the face nearest the centre); the first image of a pair plays the enrolment sample
+  (`reference_template`: chip and mirror image), the second the live probe (`probe_template`);
 - each image's descriptors are computed ONCE and kept in memory only (they are biometric data: no disk cache);
 - a pair whose image gives no template (failure to acquire) counts as a non-match (conservative);
 - the threshold is the default one, or the one with the best accuracy on `--tune-on` pairs (midpoint of the best gap);
@@ -116,7 +116,7 @@ def _work(job: _Job) -> _Result:
         frame = None
         try:
             frame = load_path(job.path)
-            sample = _engine.analyse(frame, allow_largest=True)
+            sample = _engine.analyse(frame, allow_several=True)
             frame.fill(0)
             if job.probe:
                 res.probe = _engine.probe_template(sample).vector.copy()
@@ -165,7 +165,7 @@ def _describe_all(jobs: list[_Job], config: EngineConfig, workers: int) -> Itera
     if missing:
         raise FileNotFoundError(f"{len(missing)} images missing, e.g. {missing[0]}")
     ctx = mp.get_context("fork")
-    # Heaviest jobs (jittered references) first, so the two workers finish together.
+    # Heaviest jobs (references: two descriptors or more) first, so the two workers finish together.
     order = sorted(jobs, key=lambda j: (not j.ref, not j.stock))
     with ctx.Pool(workers, initializer=_init_worker, initargs=(config,)) as pool:
         yield from tqdm(
@@ -359,7 +359,8 @@ def evaluate(
     d, g = pair_distances(test, refs, probes)
     gen, imp = comparison_sets(test_refs, test_keys, refs, probes)
     ours: dict[str, Any] = {
-        "pipeline": "cardbound biometric: gate preset, allow_largest, HOG + fallbacks, 68 landmarks, unit templates",
+        "pipeline": "cardbound biometric: gate preset (central face), HOG + fallbacks (CNN on small images), "
+        "68 landmarks, reference = chip + mirror image, unit templates",
         "pairs": int(d.size),
         "images": len(test_keys),
         "fta": sum(1 for k in test_keys if k in fta) / len(test_keys),
@@ -376,6 +377,7 @@ def evaluate(
         "genuine_comparisons": int(gen.size),
         "impostor_comparisons": int(imp.size),
         "enrol_jitters": config.enrol_jitters,
+        "enrol_mirror": config.enrol_mirror,
         "config": asdict(config),
         "seconds": round(describe_s, 1),
     }

@@ -31,7 +31,7 @@ at once, and the caller gets a typed `IsolationError`.
 Public API:
     FaceWorker(*, start_timeout_s=60.0, preload=True) — context manager; start()/close()
         .enrol_template(source, *, preset="desk", max_samples=3, jitter=None, timeout_s=60.0) -> EnrolmentReply
-        .verify_probe(reference, source, *, threshold=None, budget_s=2.0, preset="gate", allow_largest=True,
+        .verify_probe(reference, source, *, threshold=None, budget_s=2.0, preset="gate", allow_several=True,
                       timeout_s=None) -> ProbeReply
         .sandbox -> SandboxReport
     SandboxedWorker(registry, *, diagnostics=False, audit_hook=True, ...) — the generic mechanism
@@ -304,7 +304,7 @@ def _h_enrol_template(
 
 def _h_verify_probe(
     ctx: WorkerContext, payload: bytearray | None, source: SampleSource, threshold: float | None, budget_s: float,
-    preset: str, allow_largest: bool,
+    preset: str, allow_several: bool,
 ) -> HandlerResult:
     from biometric.capture import probe_distance
     from biometric.quality import PRESETS
@@ -315,7 +315,7 @@ def _h_verify_probe(
     reference = Template.from_bytes(payload)
     try:
         res = probe_distance(ctx.engine, reference, source.frames(), budget_s=budget_s, quality=PRESETS[preset],
-                             allow_largest=allow_largest)
+                             allow_several=allow_several)
     finally:
         reference.wipe()
     matched = None if threshold is None else (res.distance is not None and res.distance <= threshold)
@@ -848,7 +848,7 @@ class FaceWorker(SandboxedWorker):
         threshold: float | None = None,
         budget_s: float = 2.0,
         preset: str = "gate",
-        allow_largest: bool = True,
+        allow_several: bool = True,
         timeout_s: float | None = None,
     ) -> ProbeReply:
         """Send the 512-byte `reference` (read from the card) to the worker, which captures a live probe from
@@ -859,7 +859,7 @@ class FaceWorker(SandboxedWorker):
             raise ValueError(f"reference template must be {TEMPLATE_BYTES} bytes")
         if (threshold is not None and not 0.0 < threshold < 2.0) or not 0.0 < budget_s <= 60.0:
             raise ValueError("threshold must be in (0, 2) and budget_s in (0, 60]")
-        meta, _ = self.call("verify_probe", source, threshold, budget_s, preset, allow_largest,
+        meta, _ = self.call("verify_probe", source, threshold, budget_s, preset, allow_several,
                             timeout_s=timeout_s if timeout_s is not None else budget_s + 5.0, payload=reference)
         distance = meta.get("distance")
         if distance is not None:

@@ -233,7 +233,7 @@ def test_probe_without_face_gives_reasons_not_a_distance(face_worker: FaceWorker
     multi = str(fr / "_multi_person" / "obama_and_biden.jpg")
     try:
         r = face_worker.verify_probe(ref.template, SampleSource.photos(multi), threshold=0.42, preset="desk",
-                                     allow_largest=False)
+                                     allow_several=False)
     finally:
         ref.wipe()
     assert r.distance is None and not r.matched and "MULTIPLE_FACES" in r.reasons

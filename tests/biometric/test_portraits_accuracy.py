@@ -45,7 +45,7 @@ def items(gate_engine: FaceEngine, portraits: Path) -> list[Item]:
     out: list[Item] = []
     for ident, photos in _identities(portraits).items():
         for p in photos:
-            with sensitive(load_path(p)) as frame, sensitive(gate_engine.analyse(frame, allow_largest=True)) as s:
+            with sensitive(load_path(p)) as frame, sensitive(gate_engine.analyse(frame, allow_several=True)) as s:
                 out.append((ident, p.name, gate_engine.reference_template([s]), gate_engine.probe_template(s)))
     return out
 

@@ -67,16 +67,38 @@ def test_group_photos_are_multiple_faces(gate_engine: FaceEngine, portraits: Pat
         assert _reasons(gate_engine, load_path(photo)) == (QualityReason.MULTIPLE_FACES,), photo.name
 
 
-def test_allow_largest_takes_the_largest_face(gate_engine: FaceEngine, desk_engine: FaceEngine,
-                                              portraits: Path) -> None:
+def test_allow_several_gate_takes_the_central_face_desk_a_dominant_one(
+    gate_engine: FaceEngine, desk_engine: FaceEngine, portraits: Path
+) -> None:
     frame = load_path(portraits / "face_recognition" / "_multi_person" / "obama_and_biden.jpg")
+    h, w = frame.shape[:2]
     boxes = gate_engine.detect(frame)
     assert len(boxes) >= 2 and boxes[0].area >= boxes[1].area
-    sample = gate_engine.analyse(frame, allow_largest=True)
-    assert sample.box == boxes[0]
+    sample = gate_engine.analyse(frame, allow_several=True)
+    central = min(boxes, key=lambda b: (b.cx - w / 2) ** 2 + (b.cy - h / 2) ** 2)
+    assert sample.box == central
     # The desk preset wants the largest face to dominate clearly (2× the area of the next one).
     dominant = boxes[0].area >= DESK.dominance * boxes[1].area
-    assert (_reasons(desk_engine, frame, allow_largest=True) != (QualityReason.MULTIPLE_FACES,)) == dominant
+    assert (_reasons(desk_engine, frame, allow_several=True) != (QualityReason.MULTIPLE_FACES,)) == dominant
+
+
+def test_gate_prefers_a_central_face_to_a_larger_bystander(gate_engine: FaceEngine, portraits: Path) -> None:
+    # A bystander close to the lens at the edge of the picture, the card holder smaller in the middle.
+    def face_crop(photo: str, side: int) -> np.ndarray:
+        img = load_path(portraits / "face_recognition" / photo)
+        b = gate_engine.detect(img)[0]
+        m = (b.right - b.left) // 2  # half a face of margin all round
+        crop = img[max(0, b.top - m):b.bottom + m, max(0, b.left - m):b.right + m]
+        return cv2.resize(crop, (side, side))
+
+    canvas = np.full((720, 1280, 3), 128, dtype=np.uint8)
+    canvas[100:600, 0:500] = face_crop("obama/obama.jpg", 500)
+    canvas[235:485, 515:765] = face_crop("biden/biden.jpg", 250)
+    boxes = gate_engine.detect(canvas)
+    assert len(boxes) == 2 and boxes[0].cx < 640 - 200  # the largest face is the bystander at the left
+    sample = gate_engine.analyse(canvas, allow_several=True)
+    assert sample.box == boxes[1] and abs(sample.box.cx - 640) < 100
+    assert _reasons(gate_engine, canvas) == (QualityReason.MULTIPLE_FACES,)  # several faces need allow_several
 
 
 def test_non_face_images_are_no_face(gate_engine: FaceEngine) -> None:
