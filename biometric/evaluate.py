@@ -345,11 +345,13 @@ def evaluate(
     describe_s = time.perf_counter() - t0
 
     tune_interval: list[float] | None = None
+    tune_acc_default: float | None = None
     if tune is not None:
         td, tg = pair_distances(tune, refs, probes)
         _, lo, hi = best_interval(td, tg)
         threshold, source = lo, f"tuned on {tune_on.name if tune_on else ''} (lowest of the best-accuracy range)"
         tune_acc: float | None = accuracy(td, tg, threshold)
+        tune_acc_default = accuracy(td, tg, DEFAULT_THRESHOLD)
         tune_interval = [lo, hi]
     else:
         threshold, source, tune_acc = DEFAULT_THRESHOLD, "default", None
@@ -370,6 +372,10 @@ def evaluate(
         "tune_accuracy": tune_acc,
         "tune_best_interval": tune_interval,
         "accuracy": accuracy(d, g, threshold),
+        # The gate runs at the configured DEFAULT_THRESHOLD: the same figures there, for the tuning and test pairs.
+        "default_threshold": DEFAULT_THRESHOLD,
+        "tune_accuracy_at_default": tune_acc_default,
+        "accuracy_at_default": accuracy(d, g, DEFAULT_THRESHOLD),
         "accuracy_acquired_pairs": accuracy(d[np.isfinite(d)], g[np.isfinite(d)], threshold),
         "genuine_mean_distance": float(np.mean(d[g][np.isfinite(d[g])])),
         "impostor_mean_distance": float(np.mean(d[~g][np.isfinite(d[~g])])),
