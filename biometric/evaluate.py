@@ -6,7 +6,8 @@ Protocol (docs/biometric.md):
   (`reference_template`: chip and mirror image), the second the live probe (`probe_template`);
 - each image's descriptors are computed ONCE and kept in memory only (they are biometric data: no disk cache);
 - a pair whose image gives no template (failure to acquire) counts as a non-match (conservative);
-- the threshold is the default one, or the one with the best accuracy on `--tune-on` pairs (midpoint of the best gap);
+- the threshold is the default one, or the one with the best accuracy on `--tune-on` pairs (the lowest end of the
+  best range); the report also gives the accuracy at `DEFAULT_THRESHOLD`, the one the gate runs;
 - FNMR@FMR uses every same-identity (reference, probe) image combination of the test images as genuine attempts
   (FTA counts as a non-match) and every cross-identity combination as impostor attempts (FTA excluded);
 - stock = `face_recognition.face_encodings(img)` with its defaults, first face, threshold 0.6.

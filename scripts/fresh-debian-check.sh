@@ -38,6 +38,7 @@ cp /etc/resolv.conf "$root/etc/resolv.conf"
 
 pip_cert=()
 if [ -n "${PIP_CERT:-}" ] && [ -f "$PIP_CERT" ]; then
+  mkdir -p "$root/etc/ssl"
   cp "$PIP_CERT" "$root/etc/ssl/host-ca.pem"
   pip_cert=(PIP_CERT=/etc/ssl/host-ca.pem)
 fi
