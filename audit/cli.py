@@ -208,12 +208,17 @@ def _retention_days(args: argparse.Namespace) -> int:
 
 
 def cmd_purge(args: argparse.Namespace) -> int:
-    from audit.retention import purge
+    from audit.retention import PurgeRefused, purge
 
     days = _retention_days(args)
     with _open_log(args) as log:
-        result = purge(log, days, operator_id=args.operator)
-    print(f"purged {result.removed} entries older than {days} days; log now starts at entry {result.first_kept}")
+        try:
+            result = purge(log, days, operator_id=args.operator, force=args.force)
+        except PurgeRefused as exc:
+            raise CliError(str(exc), ExitCode.FAILURE) from None
+    forced = " (forced: recorded in the purge event)" if args.force else ""
+    print(f"purged {result.removed} entries older than {days} days; log now starts at entry {result.first_kept}"
+          + forced)
     return int(ExitCode.OK)
 
 
@@ -222,6 +227,9 @@ def _register_purge(sub: Any) -> None:
     _add_common(p)
     p.add_argument("--retention", metavar="PERIOD", help="days, or Nd / Nm / Ny (default: config/audit.json)")
     p.add_argument("--operator", metavar="ID", help="operator id recorded in the purge event")
+    p.add_argument("--force", action="store_true",
+                   help="purge even entries not yet shipped, or with the clock behind the latest checkpoint "
+                        "(recorded as forced in the purge event)")
     p.set_defaults(handler=cmd_purge)
 
 

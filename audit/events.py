@@ -432,6 +432,23 @@ class RetentionPurge(AuditEvent):
     purged_entries: int  # number of entries removed from the front of the log
     first_kept_index: int
     operator_id: Id | None = None
+    # A purge that overrode a refusal (clock behind the latest checkpoint, entries not yet shipped) says so.
+    forced: bool = False
+    unshipped_entries: int = 0
+    clock_behind_ms: int = 0
+
+
+@_register
+@dataclass(frozen=True)
+class ClockStepped(AuditEvent):
+    """The node noticed its wall clock jump (against the monotonic clock, or behind its own last entry)."""
+
+    TYPE: ClassVar[str] = "clock.stepped"
+    node_id: Id
+    step_ms: int  # signed: negative = the clock went back
+    previous_time: Time  # the time the node expected (last entry, or last time + monotonic elapsed)
+    observed_time: Time
+    detected_by: Code  # "monotonic" (within one process) or "last-entry" (across restarts / processes)
 
 
 @_register

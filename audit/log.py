@@ -21,7 +21,7 @@ from typing import Any
 
 from audit import merkle
 from audit.checkpoint import Checkpoint, Signer, VerifierKey, key_path, load_or_create_signer, origin
-from audit.events import AuditEvent, EventValidationError, validate_event
+from audit.events import AuditEvent, ClockStepped, EventValidationError, validate_event
 
 SCHEMA_VERSION = "1"
 # Node ids end up in signed-note key names, which allow no '+', '=' or whitespace.
@@ -29,6 +29,8 @@ NODE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:@-]{0,63}")
 ENTRY_VERSION = 1
 DEFAULT_CHECKPOINT_EVERY = 1000
 DEFAULT_CHECKPOINT_SECONDS = 300.0  # a quiet gate still gets its log signed every few minutes
+# Clock steps smaller than this are ordinary NTP corrections; larger ones are recorded (and reported by verify).
+CLOCK_TOLERANCE_MS = 2_000
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
@@ -52,6 +54,19 @@ Clock = Callable[[], int]
 
 def now_ms() -> int:
     return time.time_ns() // 1_000_000
+
+
+def monotonic_ms() -> int:
+    # CLOCK_BOOTTIME keeps counting while the machine is suspended: a resumed gate is not a "clock step".
+    clock_id = getattr(time, "CLOCK_BOOTTIME", time.CLOCK_MONOTONIC)
+    return time.clock_gettime_ns(clock_id) // 1_000_000
+
+
+def iso_ms(ms: int) -> str:
+    """ISO 8601 UTC with milliseconds and a `Z` (the one time format of the audit package's output)."""
+    from datetime import UTC, datetime
+
+    return datetime.fromtimestamp(ms / 1000, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def encode_entry(index: int, node_id: str, time_ms: int, event: AuditEvent) -> bytes:
@@ -142,6 +157,8 @@ class AuditLog:
         checkpoint_every: int,
         clock: Clock,
         checkpoint_seconds: float | None = None,
+        monotonic: Clock | None = None,
+        clock_tolerance_ms: int = CLOCK_TOLERANCE_MS,
     ) -> None:
         self._conn = conn
         self.path = path
@@ -154,6 +171,13 @@ class AuditLog:
         self._range = merkle.CompactRange()
         self._last_checkpoint = -1
         self._closed = False
+        # Clock-step detection: the last entry's time (from the database, across processes) and, within this
+        # process, the (wall, monotonic) pair of the last append: a wall clock that moves differently from the
+        # monotonic clock was stepped.
+        self._monotonic = monotonic
+        self._tolerance = clock_tolerance_ms
+        self._last_ts: int | None = None
+        self._last_pair: tuple[int, int] | None = None
 
     # --- opening ------------------------------------------------------------------------------------------
 
@@ -167,6 +191,8 @@ class AuditLog:
         checkpoint_every: int = DEFAULT_CHECKPOINT_EVERY,
         checkpoint_seconds: float | None = DEFAULT_CHECKPOINT_SECONDS,
         clock: Clock = now_ms,
+        monotonic: Clock | None = None,
+        clock_tolerance_ms: int = CLOCK_TOLERANCE_MS,
     ) -> AuditLog:
         """Open (or create) the log of `node_id` at `path`.
 
@@ -174,6 +200,9 @@ class AuditLog:
         `<path>/../../keys/audit-<node>.ed25519`, which is `home/keys/...` for `home/audit/audit.sqlite3`.
         A checkpoint is signed every `checkpoint_every` entries, on the first append at least
         `checkpoint_seconds` after the previous checkpoint (None: no time rule), and on close.
+        A wall-clock step larger than `clock_tolerance_ms` (behind the last entry, or — within one process —
+        against `monotonic`, the process's monotonic clock by default when `clock` is the system clock) is
+        recorded as a `clock.stepped` event before the entry that noticed it.
         """
         if not NODE_ID.fullmatch(node_id):
             raise AuditLogError(f"invalid node id {node_id!r}")
@@ -211,7 +240,10 @@ class AuditLog:
                 conn.execute("ROLLBACK")
             conn.close()
             raise
-        log = cls(conn, path, node_id, signer, checkpoint_every, clock, checkpoint_seconds)
+        if monotonic is None and clock is now_ms:
+            monotonic = monotonic_ms
+        log = cls(conn, path, node_id, signer, checkpoint_every, clock, checkpoint_seconds, monotonic,
+                  clock_tolerance_ms)
         log._reload()
         return log
 
@@ -234,6 +266,8 @@ class AuditLog:
         self._last_checkpoint = -1 if row is None else int(row[0])
         # No checkpoint yet: the time rule counts from opening, not from 1970.
         self._last_checkpoint_ms = self._clock() if row is None else int(row[1])
+        last = self._conn.execute("SELECT ts_ms FROM entries ORDER BY idx DESC LIMIT 1").fetchone()
+        self._last_ts = None if last is None else int(last[0])
 
     # --- writing ------------------------------------------------------------------------------------------
 
@@ -267,7 +301,8 @@ class AuditLog:
         nodes: list[tuple[int, int, bytes]] = []
         indices = []
         ts = self._clock()
-        for event in events:
+        steps = self._clock_steps(ts)
+        for event in [*steps, *events]:
             idx = self._range.size
             body = encode_entry(idx, self.node_id, ts, event)
             leaf = merkle.leaf_hash(body)
@@ -288,7 +323,27 @@ class AuditLog:
         conn.executemany("INSERT INTO entries(idx, ts_ms, type, body, leaf) VALUES (?,?,?,?,?)", rows)
         conn.executemany("INSERT INTO nodes(level, idx, hash) VALUES (?,?,?)", nodes)
         conn.execute("UPDATE meta SET value=? WHERE key='size'", (str(self._range.size),))
-        return indices
+        self._last_ts = ts
+        return indices[len(steps) :]
+
+    def _clock_steps(self, ts: int) -> list[AuditEvent]:
+        """`clock.stepped` events for a wall clock that jumped since the last append (recorded, never refused:
+        the entries keep the time the node had; the verifier reports the step)."""
+        found: list[AuditEvent] = []
+        mono = self._monotonic() if self._monotonic is not None else None
+        if mono is not None and self._last_pair is not None:
+            wall0, mono0 = self._last_pair
+            expected = wall0 + (mono - mono0)
+            if abs(ts - expected) > self._tolerance:
+                found.append(ClockStepped(node_id=self.node_id, step_ms=ts - expected, previous_time=iso_ms(expected),
+                                          observed_time=iso_ms(ts), detected_by="monotonic"))
+        if not found and self._last_ts is not None and self._last_ts - ts > self._tolerance:
+            found.append(ClockStepped(node_id=self.node_id, step_ms=ts - self._last_ts,
+                                      previous_time=iso_ms(self._last_ts), observed_time=iso_ms(ts),
+                                      detected_by="last-entry"))
+        if mono is not None:
+            self._last_pair = (ts, mono)
+        return found
 
     def prune(self, cut: int, audit_event: Callable[[int, int], AuditEvent] | None = None) -> int:
         """Remove entries [pruned, cut) for retention, keeping the remainder verifiable; return entries removed.
@@ -325,6 +380,8 @@ class AuditLog:
                 )
             if audit_event is not None:
                 self._append_in_txn([audit_event(removed, cut)])
+                # The purge record is signed at once: the verifier accepts a pruned prefix only with it.
+                self._write_checkpoint(self._clock())
             conn.execute("COMMIT")
         except BaseException:
             if conn.in_transaction:

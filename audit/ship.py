@@ -90,14 +90,35 @@ def ship(
             conn = psycopg.connect(dsn, connect_timeout=connect_timeout, autocommit=True)
         except psycopg.Error as exc:
             raise ShipError(f"central store unreachable: {_one_line(exc)}") from None
+        def committed(size: int) -> None:
+            record_shipped(db, size)
+            if on_commit is not None:
+                on_commit(size)
+
         try:
             with conn:
                 ensure_schema(conn)
-                return _ship(local, conn, node_id, vkey_text, max_batch, on_commit)
+                result = _ship(local, conn, node_id, vkey_text, max_batch, committed)
+                record_shipped(db, result.central_size)
+                return result
         except psycopg.Error as exc:
             raise ShipError(f"connection to the central store lost: {_one_line(exc)}") from None
     finally:
         local.close()
+
+
+def record_shipped(db: Path, size: int) -> None:
+    """Remember locally how far the central store has acknowledged the log (retention will not purge beyond
+    it unless forced). Only ever moves forward."""
+    conn = sqlite3.connect(db, isolation_level=None, timeout=60.0)
+    try:
+        conn.execute(
+            "INSERT INTO meta(key, value) VALUES ('shipped_size', ?) ON CONFLICT(key) DO UPDATE SET "
+            "value = CAST(max(CAST(value AS INTEGER), CAST(excluded.value AS INTEGER)) AS TEXT)",
+            (str(size),),
+        )
+    finally:
+        conn.close()
 
 
 def _one_line(exc: BaseException) -> str:

@@ -10,15 +10,18 @@ history). Hashing is batched level by level (no per-entry Python objects besides
 from __future__ import annotations
 
 import base64
+import functools
+import hmac
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from audit import merkle
 from audit.checkpoint import Checkpoint, CheckpointError, VerifierKey, key_name, origin, parse_checkpoint
-from audit.log import AuditLogError, read_meta, read_pruned
+from audit.log import CLOCK_TOLERANCE_MS, AuditLogError, decode_entry, read_meta, read_pruned
 
 ERROR = "error"
 WARNING = "warning"
@@ -157,6 +160,17 @@ class LogData:
     # whose columns disagree with the body); None: computed here from rows / columns.
     misplaced: list[int] | None = None
     column_mismatch: list[int] | None = None
+    # Entries dated more than the tolerance before some earlier entry: (idx, ts_ms, latest earlier ts_ms);
+    # None: computed here from `columns`.
+    backsteps: list[tuple[int, int, int]] | None = None
+    # Entries of the types the verifier reads (retention.purge, clock.stepped): (idx, type, body); None: from
+    # `columns`.
+    special: list[tuple[int, str, bytes]] | None = None
+    # ts_ms of entry idx (None if absent); None: from `columns`.
+    ts_at: Callable[[int], int | None] | None = None
+
+
+SPECIAL_TYPES = ("retention.purge", "clock.stepped")
 
 
 # Checks done inside SQLite (C speed) on the whole table; Python only looks at the rows they return.
@@ -165,6 +179,8 @@ _SQL_MISPLACED = """SELECT idx FROM entries
 _SQL_COLUMNS = """SELECT idx FROM entries WHERE typeof(ts_ms) != 'integer' OR typeof(type) != 'text'
     OR substr(CAST(body AS BLOB), -(25 + length(ts_ms) + length(CAST(type AS BLOB))))
     != CAST(',"time":' || ts_ms || ',"type":"' || type || '","v":1}' AS BLOB) ORDER BY idx"""
+_SQL_BACKSTEPS = """SELECT idx, ts_ms, mx FROM (SELECT idx, ts_ms, MAX(ts_ms) OVER (ORDER BY idx ROWS BETWEEN
+    UNBOUNDED PRECEDING AND 1 PRECEDING) AS mx FROM entries) WHERE mx - ts_ms > ? ORDER BY idx"""
 
 
 def load_sqlite(conn: sqlite3.Connection) -> LogData:
@@ -189,14 +205,32 @@ def load_sqlite(conn: sqlite3.Connection) -> LogData:
         ],
         misplaced=[int(r[0]) for r in conn.execute(_SQL_MISPLACED)],
         column_mismatch=[int(r[0]) for r in conn.execute(_SQL_COLUMNS)],
+        backsteps=[(int(a), int(b), int(c)) for a, b, c in conn.execute(_SQL_BACKSTEPS, (CLOCK_TOLERANCE_MS,))],
+        special=[
+            (int(i), str(t), as_bytes(b))
+            for i, t, b in conn.execute(
+                "SELECT idx, type, body FROM entries WHERE type IN (?, ?) ORDER BY idx", SPECIAL_TYPES)
+        ],
+        ts_at=functools.partial(_sqlite_ts_at, conn),
     )
+
+
+def _sqlite_ts_at(conn: sqlite3.Connection, index: int) -> int | None:
+    row = conn.execute("SELECT ts_ms FROM entries WHERE idx=?", (index,)).fetchone()
+    return None if row is None else int(row[0])
 
 
 def _verify(conn: sqlite3.Connection, key: VerifierKey | None, external: Sequence[tuple[str, str]]) -> Report:
     return verify_data(load_sqlite(conn), key, external)
 
 
-def verify_data(data: LogData, key: VerifierKey | None, external: Sequence[tuple[str, str]] = ()) -> Report:
+def verify_data(
+    data: LogData,
+    key: VerifierKey | None,
+    external: Sequence[tuple[str, str]] = (),
+    *,
+    tolerance_ms: int = CLOCK_TOLERANCE_MS,
+) -> Report:
     """The checks proper, on data loaded from any store."""
     node_id = data.node_id
     report = Report(node_id)
@@ -274,6 +308,7 @@ def verify_data(data: LogData, key: VerifierKey | None, external: Sequence[tuple
 
     # Stored checkpoints: signature, then root against the tree rebuilt from content.
     good_sizes: list[int] = []
+    signed: list[Checkpoint] = []
     last_ok = pruned
     mismatched: list[int] = []  # after the first mismatch, later ones follow from it: reported together
     for size, root, note in data.checkpoints:
@@ -286,6 +321,7 @@ def verify_data(data: LogData, key: VerifierKey | None, external: Sequence[tuple
             report.add("bad-checkpoint", f"checkpoint row at size {size} does not match its signed note")
             continue
         report.checkpoints_checked += 1
+        signed.append(cp)
         if report.latest is None or cp.size >= report.latest.size:
             report.latest = cp
         if cp.size < pruned:
@@ -349,10 +385,130 @@ def verify_data(data: LogData, key: VerifierKey | None, external: Sequence[tuple
             report.latest = cp
 
     covered = max(good_sizes, default=pruned)
+    special = _special_rows(data, idxs, bodies)
+    if pruned:
+        _check_pruning(report, pruned, frontier, signed, special, covered)
+    _check_time(report, data, idxs, signed, special, tolerance_ms)
     if db_size > covered and report.ok:
         report.add("unsigned-tail", f"entries {_ranges(range(covered, db_size))} not yet covered by a signed "
                    "checkpoint", WARNING)
     return report
+
+
+def _special_rows(data: LogData, idxs: list[int], bodies: list[bytes]) -> list[tuple[int, dict[str, Any]]]:
+    """(index, payload) of the retention.purge / clock.stepped entries (read from their signed content)."""
+    if data.special is not None:
+        picked = [(i, b) for i, _t, b in data.special]
+    elif data.columns is not None:
+        picked = [(i, b) for i, b, (_ts, t) in zip(idxs, bodies, data.columns, strict=True) if t in SPECIAL_TYPES]
+    else:
+        picked = [(i, b) for i, b in zip(idxs, bodies, strict=True) if b'"type":"retention.purge"' in b
+                  or b'"type":"clock.stepped"' in b]
+    out = []
+    for i, body in picked:
+        try:
+            rec = decode_entry(body)
+            out.append((i, {"type": rec["type"], "time": rec["time"], **rec["payload"]}))
+        except (ValueError, KeyError, TypeError):
+            continue  # unreadable content is already reported as modified
+    return out
+
+
+def _check_pruning(
+    report: Report,
+    pruned: int,
+    frontier: dict[tuple[int, int], bytes],
+    signed: list[Checkpoint],
+    special: list[tuple[int, dict[str, Any]]],
+    covered: int,
+) -> None:
+    """A pruned prefix is accepted only with its proof: a signed pruning checkpoint at exactly the pruned size
+    whose root is the stored frontier's, and the retention.purge event that made it, inside the signed log."""
+    prefix = f"entries 0-{pruned - 1}" if pruned > 1 else "entry 0"
+    pruning = [cp for cp in signed if "pruning" in cp.extensions]
+    at_size = [cp for cp in pruning if cp.size == pruned]
+    if not at_size:
+        if pruning:
+            sizes = ", ".join(str(cp.size) for cp in pruning)
+            report.add("pruning-wrong-size", f"{prefix} are pruned, but the signed pruning checkpoints are at size "
+                       f"{sizes}, not {pruned}: the pruned size was changed")
+        else:
+            report.add("pruning-unproven", f"{prefix} are missing and no signed pruning checkpoint at size {pruned} "
+                       "proves they were purged (prefix deleted, frontier written without the key?)")
+    else:
+        places = merkle.decompose(pruned)
+        root = merkle.fold([frontier[p] for p in places]) if all(p in frontier for p in places) else None
+        if not any(root is not None and hmac.compare_digest(root, cp.root) for cp in at_size):
+            report.add("forged-frontier", f"the stored frontier of the pruned prefix does not match the signed "
+                       f"pruning checkpoint at size {pruned}")
+    events = [(i, p) for i, p in special if p["type"] == "retention.purge" and p.get("first_kept_index") == pruned]
+    if not events:
+        report.add("purge-event-missing", f"no retention.purge event with first_kept_index {pruned} in the "
+                   f"retained log: nothing records who purged {prefix}")
+    elif not any(i < covered for i, _ in events):
+        report.add("purge-event-unsigned", f"the retention.purge event for {prefix} (entry {events[-1][0]}) is "
+                   "not covered by a signed checkpoint")
+    for i, p in events:
+        if p.get("forced"):
+            report.add("forced-purge", f"entry {i}: the purge of {prefix} was forced (unshipped entries: "
+                       f"{p.get('unshipped_entries', 0)}, clock behind the latest checkpoint by "
+                       f"{p.get('clock_behind_ms', 0)} ms)", WARNING)
+
+
+def _duration(ms: int) -> str:
+    ms = abs(ms)
+    if ms >= 86_400_000:
+        return f"{ms / 86_400_000:.1f} days"
+    if ms >= 3_600_000:
+        return f"{ms / 3_600_000:.1f} h"
+    return f"{ms / 1000:.1f} s"
+
+
+def _check_time(
+    report: Report,
+    data: LogData,
+    idxs: list[int],
+    signed: list[Checkpoint],
+    special: list[tuple[int, dict[str, Any]]],
+    tolerance_ms: int,
+) -> None:
+    """Honest time: entries dated before an earlier entry or before the checkpoint signed just before them, and
+    the clock steps the node itself recorded. Findings, not failures: the hash chain is intact, the times are
+    not to be trusted as they stand."""
+    backsteps = data.backsteps
+    ts_at = data.ts_at
+    if backsteps is None or ts_at is None:
+        times = [t for t, _ in data.columns] if data.columns is not None else []
+        if backsteps is None:
+            backsteps = []
+            high: int | None = None
+            for idx, ts in zip(idxs, times, strict=False):
+                if high is not None and high - ts > tolerance_ms:
+                    backsteps.append((idx, ts, high))
+                high = ts if high is None else max(high, ts)
+        if ts_at is None:
+            by_idx = dict(zip(idxs, times, strict=False))
+            ts_at = by_idx.get
+    if backsteps:
+        worst = max(backsteps, key=lambda b: b[2] - b[1])
+        report.add("clock-backward", f"entries {_ranges([b[0] for b in backsteps])} are dated before an earlier "
+                   f"entry (up to {_duration(worst[2] - worst[1])} back, at entry {worst[0]}: "
+                   f"{_fmt_time(worst[1])} after {_fmt_time(worst[2])}): the clock was stepped back", WARNING)
+    late = []
+    for cp in signed:
+        first = ts_at(cp.size) if cp.size < report.pruned + report.entries else None
+        if first is not None and cp.time_ms - first > tolerance_ms:
+            late.append(f"entry {cp.size} ({_fmt_time(first)}) after checkpoint {cp.size} "
+                        f"({_fmt_time(cp.time_ms)})")
+    if late:
+        report.add("clock-before-checkpoint", "entries dated before the signed checkpoint that precedes them: "
+                   + "; ".join(late[:4]) + (f" ... ({len(late)} in all)" if len(late) > 4 else ""), WARNING)
+    for i, p in special:
+        if p["type"] == "clock.stepped":
+            step = int(p.get("step_ms", 0))
+            report.add("clock-step", f"entry {i}: the node recorded its clock stepping "
+                       f"{'forward' if step > 0 else 'back'} by {_duration(step)} ({p.get('previous_time')} -> "
+                       f"{p.get('observed_time')}, {p.get('detected_by')})", WARNING)
 
 
 def as_bytes(value: object) -> bytes:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 from pathlib import Path
 
 import pytest
@@ -9,7 +10,8 @@ from audit_helpers import gate_event, run_cli
 
 from audit import AuditLog, merkle
 from audit.checkpoint import parse_checkpoint
-from audit.retention import DAY_MS, MAX_RETENTION_DAYS, RetentionError, parse_retention, purge
+from audit.retention import DAY_MS, MAX_RETENTION_DAYS, PurgeRefused, RetentionError, parse_retention, purge
+from audit.ship import record_shipped
 from audit.verify import verify_database
 from cardbound.errors import ExitCode
 
@@ -39,12 +41,21 @@ def test_retention_above_ten_years_or_nonsense_refused(text: str) -> None:
     assert MAX_RETENTION_DAYS == 3652
 
 
-def _aged_log(tmp_path: Path, clock: Clock) -> AuditLog:
+def _aged_log(tmp_path: Path, clock: Clock, shipped: bool = True) -> AuditLog:
     log = AuditLog.open_station(tmp_path, NODE, checkpoint_every=16, clock=clock)
     for day in range(100):  # 7 events a day for 100 days
         clock.now = T0 + day * DAY_MS
         log.append_many([gate_event(day * 7 + j) for j in range(7)])
+    if shipped:  # as if `audit ship` had delivered everything (retention never purges unshipped entries unforced)
+        record_shipped(log.path, log.size)
     return log
+
+
+DB = Path("audit") / "audit.sqlite3"
+
+
+def _codes(path: Path) -> list[str]:
+    return [f.code for f in verify_database(path).findings if f.code != "key-from-log"]
 
 
 def test_purge_keeps_remainder_verifiable_and_is_audited(tmp_path: Path) -> None:
@@ -91,11 +102,12 @@ def test_tampered_pruned_frontier_detected(tmp_path: Path) -> None:
     report = verify_database(tmp_path / "audit" / "audit.sqlite3")
     assert not report.ok
     assert any(f.code == "root-mismatch" for f in report.findings)
+    assert "forged-frontier" in [f.code for f in report.findings]
 
 
 def test_purge_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     clock = Clock()
-    _aged_log(tmp_path, clock).close()
+    _aged_log(tmp_path, clock, shipped=False).close()
     assert run_cli(["--home", str(tmp_path), "audit", "purge", "--retention", "11y"]) == ExitCode.CONFIG
     assert "exceeds the 10-year maximum" in capsys.readouterr().err
     assert run_cli(["--home", str(tmp_path), "audit", "purge"]) == ExitCode.CONFIG
@@ -103,6 +115,110 @@ def test_purge_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     (tmp_path / "config" / "audit.json").write_text('{"retention_days": 3650}')
     assert run_cli(["--home", str(tmp_path), "audit", "purge"]) == 0  # nothing is 10 years old: everything stays
     assert "purged 0 entries" in capsys.readouterr().out
-    assert run_cli(["--home", str(tmp_path), "audit", "purge", "--retention", "1d"]) == 0
+    assert run_cli(["--home", str(tmp_path), "audit", "purge", "--retention", "1d"]) == ExitCode.FAILURE
+    assert "700 of the entries to purge have not been shipped" in capsys.readouterr().err
+    assert run_cli(["--home", str(tmp_path), "audit", "purge", "--retention", "1d", "--force"]) == 0
     assert "purged 700 entries" in capsys.readouterr().out  # the first purge record (today) stays
     assert run_cli(["--home", str(tmp_path), "audit", "verify"]) == 0
+    out = capsys.readouterr().out
+    assert "FORCED-PURGE: entry" in out and "unshipped entries: 700" in out
+
+
+# --- pruning must be proven: each way of faking it is named ----------------------------------------------------
+
+
+def _frontier_blob(conn: sqlite3.Connection, size: int) -> str:
+    """What an attacker with write access but no key can compute: the frontier from the public leaf hashes."""
+    import base64
+
+    leaves = [bytes(r[0]) for r in conn.execute("SELECT leaf FROM entries WHERE idx < ? ORDER BY idx", (size,))]
+    levels = merkle.build_levels(leaves)
+    return ",".join(base64.b64encode(levels[lv][ix]).decode() for lv, ix in merkle.decompose(size))
+
+
+def test_prefix_deleted_with_forged_frontier_is_named(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The issue's reproduction: entries 0-39 of 50 deleted, frontier written from the public leaf hashes."""
+    with AuditLog.open_station(tmp_path, NODE, checkpoint_every=10) as log:
+        log.append_many([gate_event(i) for i in range(50)])
+    kept = [n for _s, _k, n in AuditLog.open_station(tmp_path, NODE).checkpoints()]
+    for i, note in enumerate(kept):
+        (tmp_path / f"cp{i}.txt").write_text(note)
+    with sqlite3.connect(tmp_path / DB, isolation_level=None) as db:
+        blob = _frontier_blob(db, 40)
+        db.execute("INSERT INTO meta(key, value) VALUES ('pruned_size', '40'), ('pruned_frontier', ?)", (blob,))
+        db.execute("DELETE FROM entries WHERE idx < 40")
+    pub = tmp_path / "keys" / f"audit-{NODE}.ed25519.pub"
+    args = ["--home", str(tmp_path), "audit", "verify", "--key", str(pub)]
+    for i in range(len(kept)):
+        args += ["--checkpoint", str(tmp_path / f"cp{i}.txt")]
+    assert run_cli(args) == ExitCode.AUDIT
+    err = capsys.readouterr().err
+    assert "PRUNING-UNPROVEN: entries 0-39 are missing and no signed pruning checkpoint at size 40" in err
+    assert "PURGE-EVENT-MISSING: no retention.purge event with first_kept_index 40" in err
+
+
+def test_pruned_size_moved_past_the_pruning_checkpoint_is_named(tmp_path: Path) -> None:
+    clock = Clock()
+    log = _aged_log(tmp_path, clock)
+    clock.now = T0 + 100 * DAY_MS
+    purge(log, 30)  # proper purge at 490
+    log.close()
+    with sqlite3.connect(tmp_path / DB, isolation_level=None) as db:
+        # Reconstruct the interior of the kept prefix from stored nodes and leaves, then cut 14 more.
+        reader = AuditLog.open_station(tmp_path, NODE, clock=clock)
+        import base64
+
+        blob = ",".join(base64.b64encode(reader.tree().node(lv, ix)).decode() for lv, ix in merkle.decompose(504))
+        reader.close()
+        db.execute("UPDATE meta SET value='504' WHERE key='pruned_size'")
+        db.execute("UPDATE meta SET value=? WHERE key='pruned_frontier'", (blob,))
+        db.execute("DELETE FROM entries WHERE idx < 504")
+    codes = _codes(tmp_path / DB)
+    assert "pruning-wrong-size" in codes
+    assert "purge-event-missing" in codes  # the purge event says first_kept_index 490
+
+
+def test_deleted_purge_event_is_named(tmp_path: Path) -> None:
+    clock = Clock()
+    log = _aged_log(tmp_path, clock)
+    clock.now = T0 + 100 * DAY_MS
+    purge(log, 30)
+    size = log.size
+    log.close()
+    with sqlite3.connect(tmp_path / DB, isolation_level=None) as db:
+        # Remove the purge record and the checkpoint that covers it, and make the metadata agree: the cover-up
+        # that a plain truncation check cannot see.
+        (idx,) = db.execute("SELECT idx FROM entries WHERE type='retention.purge'").fetchone()
+        assert idx == size - 1
+        db.execute("DELETE FROM entries WHERE idx=?", (idx,))
+        db.execute("DELETE FROM checkpoints WHERE size > ?", (idx,))
+        db.execute("UPDATE meta SET value=? WHERE key='size'", (str(idx),))
+    report = verify_database(tmp_path / DB)
+    assert [f.code for f in report.findings if f.severity == "error"] == ["purge-event-missing"]
+
+
+def test_purge_refuses_a_clock_behind_the_latest_checkpoint(tmp_path: Path) -> None:
+    clock = Clock()
+    log = _aged_log(tmp_path, clock)
+    log.checkpoint()  # signed at day 99
+    size = log.size
+    with pytest.raises(PurgeRefused, match="behind the latest signed checkpoint"):
+        purge(log, 30, now=T0 + 60 * DAY_MS)  # clock set back 39 days
+    assert log.size == size and _codes(tmp_path / DB) == []  # nothing written
+    result = purge(log, 30, now=T0 + 60 * DAY_MS, force=True)
+    assert result.first_kept == 210
+    rec = log.entry(log.size - 1).record()["payload"]
+    assert rec["forced"] is True and rec["clock_behind_ms"] == 39 * DAY_MS
+    log.close()
+    assert "forced-purge" in _codes(tmp_path / DB)
+
+
+def test_purge_refuses_to_cut_unshipped_entries(tmp_path: Path) -> None:
+    clock = Clock()
+    log = _aged_log(tmp_path, clock, shipped=False)
+    record_shipped(log.path, 300)
+    clock.now = T0 + 100 * DAY_MS
+    with pytest.raises(PurgeRefused, match="190 of the entries to purge have not been shipped"):
+        purge(log, 30)
+    assert purge(log, 60).first_kept == 280  # within what was shipped: allowed
+    log.close()

@@ -210,6 +210,10 @@ def test_entries_purged_before_shipping_are_reported(tmp_path: Path, pg_dsn: str
         log.append_many([gate_event(i) for i in range(60, 100)])
         now[0] += 40 * DAY_MS
         log.append(gate_event(100))
-        purge(log, 30)  # removes 0..99, of which 60..99 never reached the centre
+        from audit.retention import PurgeRefused
+
+        with pytest.raises(PurgeRefused, match="40 of the entries to purge have not been shipped"):
+            purge(log, 30)  # the node knows what the centre acknowledged (60)
+        purge(log, 30, force=True)  # removes 0..99, of which 60..99 never reached the centre
     with pytest.raises(ShipRejected, match="entries 60-99 were pruned locally before being shipped"):
         ship(db, pg_dsn)
