@@ -45,16 +45,63 @@ def _key_file(args: argparse.Namespace, node: str) -> Path:
     return key_path(home.keystore, node)
 
 
-def _verifier(args: argparse.Namespace, node: str) -> VerifierKey | None:
-    """The node's .pub beside its private key in the station home, else None (the log's own, with a warning)."""
+def _is_home_db(args: argparse.Namespace, db: Path) -> bool:
+    home: Home = args.home_dir
+    try:
+        return db.resolve() == home.audit_db.resolve()
+    except OSError:
+        return False
+
+
+def _home_verifier(args: argparse.Namespace, node: str) -> tuple[VerifierKey, Path] | None:
+    """The node's .pub beside its private key in the station home (or derived from the private key)."""
     priv = _key_file(args, node)
     for path in (priv.with_name(priv.name + ".pub"), priv):
         if path.is_file():
             try:
-                return load_verifier(path)
+                return load_verifier(path), path
             except (CheckpointError, ValueError, OSError) as exc:
                 raise CliError(f"{path}: unusable verifier key ({exc})", ExitCode.KEYS) from None
     return None
+
+
+def _recorded_key(db: Path) -> str:
+    conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+    try:
+        return read_meta(conn, "vkey") or "(none recorded)"
+    finally:
+        conn.close()
+
+
+def _choose_key(args: argparse.Namespace, db: Path, node: str) -> tuple[VerifierKey | None, str]:
+    """The key to verify with and where it came from. Never another home's key, never the log's own silently.
+
+    --key FILE: that key (the auditor's independent copy). Otherwise only the station's own log is checked with
+    the key in its home; a copied log (--db elsewhere) needs --key, or --trust-log-key to run the checks with
+    the key recorded in the log, which then verifies nothing about authorship (reported as UNVERIFIED)."""
+    if args.key:
+        keys = _keys_by_node_with_paths(args.key)
+        if node not in keys:
+            raise CliError(f"none of the keys given is node {node}'s (cardbound-audit-{node})", ExitCode.KEYS)
+        key, given = keys[node]
+        return key, f"--key {given}"
+    if _is_home_db(args, db):
+        found = _home_verifier(args, node)
+        if found is not None:
+            key, path = found
+            recorded = _recorded_key(db)
+            if recorded != key.encode():
+                raise CliError(
+                    f"the key of node {node} in this station home ({path}) is not the key the log records "
+                    f"({recorded}): the log comes from another station with the same node id, or its key record "
+                    "was replaced; verify with --key FILE holding node's real verifier key", ExitCode.KEYS)
+            return key, f"station home {path}"
+    if args.trust_log_key:
+        return None, "the log itself (UNVERIFIED: anyone who can write the log can write this key)"
+    raise CliError(
+        f"no verifier key for node {node}: pass --key FILE with its verifier key audit-{node}.ed25519.pub, kept "
+        f"apart from the log (the log records {_recorded_key(db)}; --trust-log-key checks with that one, unverified)",
+        ExitCode.KEYS)
 
 
 def _read_text(path: str) -> str:
@@ -76,25 +123,29 @@ def _open_log(args: argparse.Namespace) -> AuditLog:
 # --- handlers -------------------------------------------------------------------------------------------------
 
 
-def _keys_by_node(paths: list[str] | None) -> dict[str, VerifierKey]:
+def _keys_by_node_with_paths(paths: list[str] | None) -> dict[str, tuple[VerifierKey, str]]:
     keys = {}
     for p in paths or []:
         try:
             key = load_verifier(Path(p))
         except (CheckpointError, ValueError, OSError) as exc:
             raise CliError(f"{p}: unusable verifier key ({exc})", ExitCode.KEYS) from None
-        keys[key.name.removeprefix("cardbound-audit-")] = key
+        keys[key.name.removeprefix("cardbound-audit-")] = (key, p)
     return keys
 
 
-def _print_report(report: Report) -> bool:
+def _keys_by_node(paths: list[str] | None) -> dict[str, VerifierKey]:
+    return {node: key for node, (key, _p) in _keys_by_node_with_paths(paths).items()}
+
+
+def _print_report(report: Report, verdict: str = "OK") -> bool:
     for f in report.findings:
         print(f.line(), file=sys.stderr if f.severity == "error" else sys.stdout)
     if not report.ok:
         n = sum(1 for f in report.findings if f.severity == "error")
         print(f"audit log of node {report.node_id} FAILED verification ({n} findings)", file=sys.stderr)
         return False
-    print("OK " + report.summary())
+    print(f"{verdict} " + report.summary())
     return True
 
 
@@ -112,10 +163,8 @@ def cmd_verify(args: argparse.Namespace) -> int:
     node = _node_of(db)
     if args.node and args.node != node:
         raise CliError(f"{db} is the log of node {node}, not {args.node}", ExitCode.USAGE)
-    keys = _keys_by_node(args.key)
-    key = keys.get(node) if args.key else _verifier(args, node)
-    if args.key and key is None:
-        raise CliError(f"none of the keys given is node {node}'s", ExitCode.KEYS)
+    key, source = _choose_key(args, db, node)
+    print(f"key: {key.encode() if key else _recorded_key(db)} from {source}")
     external = [(p, _read_text(p)) for p in args.checkpoint or []]
     try:
         report = verify_database(db, key, external)
@@ -124,7 +173,13 @@ def cmd_verify(args: argparse.Namespace) -> int:
     except (sqlite3.Error, ValueError, TypeError, KeyError) as exc:
         # The database is damaged beyond what the checks can name: still one line, still a failure.
         raise CliError(f"{db}: cannot be verified ({exc.__class__.__name__}: {exc})", ExitCode.AUDIT) from None
-    return int(ExitCode.OK if _print_report(report) else ExitCode.AUDIT)
+    if not _print_report(report, "OK" if key is not None else "NOT CONTRADICTED (unverified key)"):
+        return int(ExitCode.AUDIT)
+    if key is None:
+        print(f"UNVERIFIED: node {node}'s log is consistent with the key it records itself, which proves nothing "
+              "about who wrote it: pass --key FILE", file=sys.stderr)
+        return int(ExitCode.KEYS)
+    return int(ExitCode.OK)
 
 
 def cmd_checkpoint(args: argparse.Namespace) -> int:
@@ -151,6 +206,8 @@ def register(subparsers: Any) -> None:
                    help="a signed checkpoint kept elsewhere (detects truncation and roll-back); repeatable")
     p.add_argument("--key", metavar="FILE", action="append",
                    help="a node's verifier key (.pub), kept apart from the log; repeatable")
+    p.add_argument("--trust-log-key", action="store_true",
+                   help="without --key, check with the key recorded in the log itself (result: UNVERIFIED)")
     p.add_argument("--dsn", help="verify the central PostgreSQL store instead of a local log")
     p.add_argument("--node", metavar="ID", help="only this node")
     p.set_defaults(handler=cmd_verify)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import re
+import secrets
 import socket
 import sys
 from dataclasses import dataclass
@@ -64,12 +65,46 @@ class Home:
 
     @property
     def node_id(self) -> str:
-        """This station's id in the audit log (one log per home): `config/node-id` if present, else the host name.
+        """This station's id in the audit log (one log per home), generated once per home and kept in
+        `config/node-id`: `<host>-<8 hex>`, so two stations (two homes) on one host never share an id.
 
-        The desk and the gate of one home share it; several stations on one host use several homes."""
+        A configured `config/node-id` wins; a home whose audit log predates the file keeps the id of its log.
+        The desk and the gate of one home share it."""
+        path = self.config / "node-id"
         try:
-            configured = (self.config / "node-id").read_text().strip()
+            configured = path.read_text().strip()
         except OSError:
             configured = ""
-        name = configured or socket.gethostname() or "node"
-        return re.sub(r"[^a-z0-9._-]", "-", name.lower())[:48].strip("-.") or "node"
+        if configured:
+            return _clean_node_id(configured)
+        node = _log_node_id(self.audit_db) or f"{_clean_node_id(socket.gethostname() or 'node')[:39]}-" \
+            f"{secrets.token_hex(4)}"
+        self.config.mkdir(mode=0o700, parents=True, exist_ok=True)
+        try:  # O_EXCL: two processes starting in one new home agree on the first id written
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        except FileExistsError:
+            return _clean_node_id(path.read_text().strip()) or node
+        with os.fdopen(fd, "w") as fh:
+            fh.write(node + "\n")
+        return node
+
+
+def _clean_node_id(name: str) -> str:
+    return re.sub(r"[^a-z0-9._-]", "-", name.lower())[:48].strip("-.") or "node"
+
+
+def _log_node_id(db: Path) -> str | None:
+    """The node id recorded in an existing audit log (a home set up before ids were generated)."""
+    if not db.is_file():
+        return None
+    import sqlite3
+
+    try:
+        conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+        try:
+            row = conn.execute("SELECT value FROM meta WHERE key='node_id'").fetchone()
+        finally:
+            conn.close()
+    except sqlite3.Error:
+        return None
+    return None if row is None else str(row[0])
