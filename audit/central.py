@@ -15,7 +15,7 @@ import psycopg
 
 from audit import merkle
 from audit.checkpoint import VerifierKey, parse_checkpoint
-from audit.export import ExportError, ExportResult, _row, write_export
+from audit.export import ExportError, ExportResult, _filters, _row, check_request, write_export
 from audit.log import Entry
 from audit.verify import LogData, Report, verify_data
 
@@ -96,9 +96,11 @@ def export_central(
     to_ms: int | None = None,
     event_type: str | None = None,
     node: str | None = None,
+    overwrite: bool = False,
 ) -> ExportResult:
     """Export from the central store (every node, or one), each row with its proof to the node's latest shipped
     signed checkpoint."""
+    check_request(fmt, from_ms, to_ms, event_type, out, overwrite)
     with _connect(dsn) as conn:
         names = [node] if node else nodes(conn)
         if not names:
@@ -135,5 +137,5 @@ def export_central(
                 e = Entry(int(idx), int(ts), str(typ), bytes(body), bytes(leaf))
                 rows.append(_row(name, e, merkle.inclusion_proof(e.index, cp.size, get_cached)))
             manifests[name] = (note, vkey)
-    filters = {"from": from_ms, "to": to_ms, "type": event_type, "node": node, "source": "central"}
-    return write_export(out, fmt, iter(rows), manifests, filters)
+    filters = _filters(from_ms, to_ms, type=event_type, node=node, source="central")
+    return write_export(out, fmt, iter(rows), manifests, filters, overwrite=overwrite)

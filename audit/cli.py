@@ -301,14 +301,14 @@ def cmd_export(args: argparse.Namespace) -> int:
 
             try:
                 result = export_central(args.dsn, Path(args.out), fmt=args.format, from_ms=from_ms, to_ms=to_ms,
-                                        event_type=args.type, node=args.node)
+                                        event_type=args.type, node=args.node, overwrite=args.force)
             except CentralError as exc:
                 raise CliError(str(exc), ExitCode.FAILURE) from None
         else:
             with _open_log(args) as log:
                 result = export_log(
                     log, Path(args.out), fmt=args.format, from_ms=from_ms, to_ms=to_ms, event_type=args.type,
-                    node=args.node, operator_id=args.operator,
+                    node=args.node, operator_id=args.operator, overwrite=args.force,
                 )
     except ExportError as exc:
         raise CliError(str(exc), ExitCode.USAGE) from None
@@ -348,6 +348,7 @@ def _register_export(sub: Any) -> None:
     p.add_argument("--format", choices=("jsonl", "csv"), default="jsonl")
     p.add_argument("--out", metavar="FILE", required=True)
     p.add_argument("--operator", metavar="ID", help="operator id recorded in the export event")
+    p.add_argument("--force", action="store_true", help="replace FILE (and its manifest) if they exist")
     p.set_defaults(handler=cmd_export)
 
     p = sub.add_parser("verify-export", help="check an export offline against its signed checkpoint")

@@ -1,7 +1,8 @@
 """Exports for auditors: selected entries + the signed checkpoint + one inclusion proof per entry.
 
-Files written for `--out FILE`:
-- FILE (jsonl): one JSON object per entry: node, idx, time, type, payload, proof (base64 hashes);
+Files written for `--out FILE` (created 0600; an existing file is never overwritten unless asked):
+- FILE (jsonl): one JSON object per entry: node, idx, time (ISO 8601 UTC, ms), time_ms, type, payload, proof
+  (base64 hashes);
   FILE (csv): the same as columns (payload as compact JSON, proof space-separated);
 - FILE.checkpoint.json: per node the signed checkpoint (C2SP note) and the node's verifier key, the filters,
   the row count and the SHA-256 of FILE.
@@ -23,6 +24,7 @@ import functools
 import hashlib
 import io
 import json
+import os
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -31,7 +33,7 @@ from typing import Any
 
 from audit import merkle
 from audit.checkpoint import CheckpointError, Signer, VerifierKey, open_note, parse_checkpoint, sign_note
-from audit.events import EventValidationError, EvidenceExported, event_from_record
+from audit.events import EVENT_TYPES, EventValidationError, EvidenceExported, event_from_record
 from audit.log import AuditLog, Entry, decode_entry, encode_entry
 
 FORMATS = ("jsonl", "csv")
@@ -59,6 +61,42 @@ def _iso(ms: int) -> str:
     return datetime.fromtimestamp(ms / 1000, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
+def check_request(
+    fmt: str, from_ms: int | None, to_ms: int | None, event_type: str | None, out: Path, overwrite: bool
+) -> None:
+    """Refuse, before anything is written, a request that would silently export nothing or clobber a file."""
+    if fmt not in FORMATS:
+        raise ExportError(f"format {fmt!r}: choose {' or '.join(FORMATS)}")
+    if event_type is not None and event_type not in EVENT_TYPES:
+        raise ExportError(f"unknown event type {event_type!r}: one of {', '.join(sorted(EVENT_TYPES))}")
+    if from_ms is not None and to_ms is not None and from_ms >= to_ms:
+        what = "empty" if from_ms == to_ms else "reversed"
+        raise ExportError(f"{what} period: --from {_iso(from_ms)} is not before --to {_iso(to_ms)}")
+    if not overwrite:
+        for path in (Path(out), _manifest_path(Path(out))):
+            if path.exists():
+                raise ExportError(f"{path} already exists: choose another --out, or pass --force to replace it")
+
+
+def _manifest_path(out: Path) -> Path:
+    return out.with_name(out.name + ".checkpoint.json")
+
+
+def _create(path: Path, overwrite: bool) -> int:
+    """A file descriptor for a new owner-only file (an existing file is replaced only when asked)."""
+    flags = os.O_WRONLY | os.O_CREAT | (os.O_TRUNC if overwrite else os.O_EXCL)
+    try:
+        fd = os.open(path, flags, 0o600)
+    except FileExistsError:
+        raise ExportError(f"{path} already exists: choose another --out, or pass --force to replace it") from None
+    os.fchmod(fd, 0o600)  # a replaced file keeps no wider mode
+    return fd
+
+
+def _filters(from_ms: int | None, to_ms: int | None, **rest: Any) -> dict[str, Any]:
+    return {"from": None if from_ms is None else _iso(from_ms), "to": None if to_ms is None else _iso(to_ms), **rest}
+
+
 @dataclass(frozen=True)
 class ExportResult:
     rows: int
@@ -72,7 +110,8 @@ def _row(node: str, entry: Entry, proof: list[bytes]) -> dict[str, Any]:
     return {
         "node": node,
         "idx": entry.index,
-        "time": rec["time"],
+        "time": _iso(rec["time"]),
+        "time_ms": rec["time"],
         "type": rec["type"],
         "payload": rec["payload"],
         "proof": [base64.b64encode(p).decode() for p in proof],
@@ -89,10 +128,10 @@ def export_log(
     event_type: str | None = None,
     node: str | None = None,
     operator_id: str | None = None,
+    overwrite: bool = False,
 ) -> ExportResult:
     """Export entries of a local log matching the filters; the export is itself recorded in the log."""
-    if fmt not in FORMATS:
-        raise ExportError(f"format {fmt!r}: choose {' or '.join(FORMATS)}")
+    check_request(fmt, from_ms, to_ms, event_type, out, overwrite)
     if node is not None and node != log.node_id:
         raise ExportError(f"this log is node {log.node_id}, not {node}")
     note = log.checkpoint()
@@ -100,8 +139,9 @@ def export_log(
     get = functools.lru_cache(maxsize=1 << 16)(log.tree().node)  # siblings repeat across proofs
     entries = log.entries(from_ms=from_ms, to_ms=to_ms, event_type=event_type, stop=cp.size)
     rows = (_row(log.node_id, e, merkle.inclusion_proof(e.index, cp.size, get)) for e in entries)
-    filters = {"from": from_ms, "to": to_ms, "type": event_type, "node": node}
-    result = write_export(out, fmt, rows, {log.node_id: (note, log.verifier_key.encode())}, filters, log.signer)
+    filters = _filters(from_ms, to_ms, type=event_type, node=node)
+    result = write_export(out, fmt, rows, {log.node_id: (note, log.verifier_key.encode())}, filters, log.signer,
+                          overwrite=overwrite)
     log.append(
         EvidenceExported(
             node_id=log.node_id, entries=result.rows, export_format=fmt,
@@ -119,12 +159,14 @@ def write_export(
     nodes: dict[str, tuple[str, str]],
     filters: dict[str, Any],
     signer: Signer | None = None,
+    *,
+    overwrite: bool = False,
 ) -> ExportResult:
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     digest = hashlib.sha256()
     count = 0
-    with out.open("w", newline="") as fh:
+    with open(_create(out, overwrite), "w", newline="") as fh:
         if fmt == "csv":
             buf = io.StringIO()
             csv.writer(buf).writerow(CSV_COLUMNS)
@@ -134,7 +176,7 @@ def write_export(
             if fmt == "csv":
                 buf = io.StringIO()
                 csv.writer(buf).writerow([
-                    row["node"], row["idx"], _iso(row["time"]), row["time"], row["type"],
+                    row["node"], row["idx"], row["time"], row["time_ms"], row["type"],
                     json.dumps(row["payload"], sort_keys=True, separators=(",", ":")), " ".join(row["proof"]),
                 ])
                 line = buf.getvalue()
@@ -143,7 +185,7 @@ def write_export(
             fh.write(line)
             digest.update(line.encode())
             count += 1
-    manifest = out.with_name(out.name + ".checkpoint.json")
+    manifest = _manifest_path(out)
     content: dict[str, Any] = {
         "kind": MANIFEST_KIND,
         "version": 1,
@@ -157,7 +199,8 @@ def write_export(
         # The node vouches for *which* rows it exported (not only that each row is in its log), so a dropped
         # row is caught even if the manifest is edited. Own origin line: never confused with a checkpoint.
         content["signed"] = sign_note(_manifest_text(signer.name, count, digest.hexdigest(), filters), signer)
-    manifest.write_text(json.dumps(content, indent=2, sort_keys=True) + "\n")
+    with open(_create(manifest, overwrite), "w") as mf:
+        mf.write(json.dumps(content, indent=2, sort_keys=True) + "\n")
     return ExportResult(count, out, manifest, digest.hexdigest())
 
 
@@ -193,7 +236,7 @@ def _read_rows(path: Path, fmt: str) -> Iterator[tuple[int, dict[str, Any] | str
             for n, cols in enumerate(reader, start=2):
                 try:
                     node, idx, _iso_time, time_ms, typ, payload, proof = cols
-                    yield n, {"node": node, "idx": int(idx), "time": int(time_ms), "type": typ,
+                    yield n, {"node": node, "idx": int(idx), "time": _iso_time, "time_ms": int(time_ms), "type": typ,
                               "payload": json.loads(payload), "proof": proof.split() if proof else []}
                 except ValueError:
                     yield n, "malformed row"
@@ -206,6 +249,16 @@ def _read_rows(path: Path, fmt: str) -> Iterator[tuple[int, dict[str, Any] | str
                     yield n, row
                 except ValueError:
                     yield n, "malformed row"
+
+
+def _row_time(row: dict[str, Any]) -> int:
+    """The entry time of a row: `time_ms` (signed content), which the ISO `time` must agree with."""
+    if isinstance(row.get("time"), int) and "time_ms" not in row:
+        return int(row["time"])  # exports written before times were ISO 8601
+    time_ms = row["time_ms"]
+    if not isinstance(time_ms, int) or row.get("time") != _iso(time_ms):
+        raise ValueError("time and time_ms disagree")
+    return time_ms
 
 
 def verify_export(path: Path, keys: dict[str, VerifierKey] | None = None) -> ExportReport:
@@ -269,7 +322,8 @@ def verify_export(path: Path, keys: dict[str, VerifierKey] | None = None) -> Exp
         try:
             idx = int(row["idx"])
             event = event_from_record(str(row["type"]), row["payload"])
-            body = encode_entry(idx, node, int(row["time"]), event)
+            time_ms = _row_time(row)
+            body = encode_entry(idx, node, time_ms, event)
             proof = [base64.b64decode(p, validate=True) for p in row["proof"]]
             merkle.verify_inclusion(idx, cp.size, merkle.leaf_hash(body), proof, cp.root)
         except (KeyError, TypeError, ValueError, binascii.Error, EventValidationError, merkle.ProofError) as exc:

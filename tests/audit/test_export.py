@@ -113,3 +113,58 @@ def test_dropped_row_with_edited_manifest_still_caught(home: Path, tmp_path: Pat
     assert rc == ExitCode.AUDIT
     assert "MISSING: export holds 89 rows, its manifest says 90" in text
     assert "differs from the one its manifest describes" in text
+
+
+# --- exports as evidence: ISO 8601 UTC, owner-only, never clobbered silently, no silent empty result ---------
+
+
+@pytest.mark.parametrize("fmt", ["jsonl", "csv"])
+def test_export_times_are_iso_utc_and_files_owner_only(home: Path, tmp_path: Path, fmt: str) -> None:
+    import csv
+    import stat
+
+    out = tmp_path / f"x.{fmt}"
+    assert _export(home, out, "--format", fmt, "--from", "2026-01-01T05:00:00Z", "--to", "2026-01-01T06:00:00Z") == 0
+    if fmt == "jsonl":
+        row = json.loads(out.read_text().splitlines()[0])
+        time_text = row["time"]
+    else:
+        time_text = list(csv.DictReader(out.open()))[0]["time"]
+    assert time_text == "2026-01-01T05:00:00.000Z"
+    manifest = json.loads(Path(f"{out}.checkpoint.json").read_text())
+    assert manifest["filters"]["from"] == "2026-01-01T05:00:00.000Z"
+    for path in (out, Path(f"{out}.checkpoint.json")):
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600, path
+
+
+def test_export_never_overwrites_silently(home: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "x.jsonl"
+    out.write_text("an auditor's earlier export\n")
+    out.chmod(0o644)
+    assert _export(home, out) == ExitCode.USAGE
+    assert "already exists" in capsys.readouterr().err and out.read_text() == "an auditor's earlier export\n"
+    assert _export(home, out, "--force") == 0
+    assert out.stat().st_mode & 0o077 == 0
+    rc, text = _check(out, capsys, home)
+    assert rc == 0, text
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--type", "gate.decisions"], "unknown event type 'gate.decisions'"),
+        (["--from", "2026-01-03", "--to", "2026-01-02"], "reversed period"),
+        (["--from", "2026-01-02", "--to", "2026-01-02T00:00:00Z"], "empty period"),
+    ],
+)
+def test_export_requests_that_would_silently_export_nothing_are_errors(
+    home: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], extra: list[str], message: str
+) -> None:
+    with AuditLog.open_station(home, NODE) as log:
+        size = log.size
+    out = tmp_path / "x.jsonl"
+    assert _export(home, out, *extra) == ExitCode.USAGE
+    assert message in capsys.readouterr().err
+    assert not out.exists()
+    with AuditLog.open_station(home, NODE) as log:
+        assert log.size == size  # no evidence.exported event for an export that did not happen
