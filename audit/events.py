@@ -43,7 +43,10 @@ __all__ = [
     "KeyRevoked",
     "OperatorLogin",
     "OperatorLoginFailed",
+    "OperatorInvited",
     "OperatorLogout",
+    "OperatorRegistered",
+    "OperatorRoleChanged",
     "RetentionPurge",
     "SecurityLevelChanged",
     "SourceDestroyed",
@@ -386,6 +389,42 @@ class OperatorLoginFailed(AuditEvent):
     station_id: Id
     reason_code: Code
     operator_id: Id | None = None
+
+
+@_register
+@dataclass(frozen=True)
+class OperatorInvited(AuditEvent):
+    """A one-time registration link was issued (desk admin page, or `cardbound desk bootstrap-admin`)."""
+
+    TYPE: ClassVar[str] = "operator.invited"
+    station_id: Id
+    operator_id: Id
+    role: Code
+    by_operator_id: Id | None = None  # None: the command line (bootstrap)
+
+
+@_register
+@dataclass(frozen=True)
+class OperatorRegistered(AuditEvent):
+    """A security key (WebAuthn credential) was registered for an operator."""
+
+    TYPE: ClassVar[str] = "operator.registered"
+    station_id: Id
+    operator_id: Id
+    role: Code
+    credentials: int  # how many keys the operator has now
+    by_operator_id: Id | None = None  # who issued the link
+
+
+@_register
+@dataclass(frozen=True)
+class OperatorRoleChanged(AuditEvent):
+    TYPE: ClassVar[str] = "operator.role_changed"
+    station_id: Id
+    operator_id: Id
+    old_role: Code
+    new_role: Code
+    by_operator_id: Id
 
 
 @_register

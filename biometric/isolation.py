@@ -33,6 +33,10 @@ Public API:
         .enrol_template(source, *, preset="desk", max_samples=3, jitter=None, timeout_s=60.0) -> EnrolmentReply
         .verify_probe(reference, source, *, threshold=None, budget_s=2.0, preset="gate", allow_several=True,
                       timeout_s=None) -> ProbeReply
+        .frame_quality(encoded, *, preset="desk", timeout_s=10.0) -> FrameQuality   (the desk's live hints)
+        .enrol_template_from_frames(frames, *, preset="desk", max_samples=3, timeout_s=60.0) -> EnrolmentReply
+          (encoded frames a browser sent, held in caller-owned bytearrays: they cross the pipe as the raw payload,
+          are decoded only in the worker, and both copies are wiped)
         .sandbox -> SandboxReport
     SandboxedWorker(registry, *, diagnostics=False, audit_hook=True, ...) — the generic mechanism
         .call(op, *args, timeout_s, payload=None, into=None) -> (meta, payload_len)
@@ -55,7 +59,7 @@ import resource
 import signal
 import sys
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from typing import Any
@@ -65,6 +69,9 @@ from biometric.capture import SampleSource
 TEMPLATE_BYTES = 512
 MAX_REPLY_BYTES = 64 * 1024  # a JSON reply header is small; anything bigger is a protocol violation
 MAX_PAYLOAD_BYTES = 4096
+MAX_FRAME_BYTES = 4 * 1024 * 1024  # one encoded camera frame (a 1920x1080 JPEG is ~0.3-0.6 MB)
+MAX_FRAMES_PER_REQUEST = 5
+MAX_FRAMES_PAYLOAD = MAX_FRAME_BYTES * MAX_FRAMES_PER_REQUEST
 FACE_REGISTRY = "biometric.isolation:face_handlers"
 NO_HANDLERS = "biometric.isolation:no_handlers"
 
@@ -277,7 +284,66 @@ def no_handlers() -> dict[str, Handler]:
 
 
 def face_handlers() -> dict[str, Handler]:
-    return {"enrol_template": _h_enrol_template, "verify_probe": _h_verify_probe}
+    return {"enrol_template": _h_enrol_template, "verify_probe": _h_verify_probe,
+            "frame_quality": _h_frame_quality, "enrol_frames": _h_enrol_frames}
+
+
+def _encoded_frames(payload: bytearray | None, lengths: list[int]) -> Iterator[Any]:
+    """Decode the encoded frames packed in `payload` one at a time (each wiped by the consumer)."""
+    from biometric.sources import load_bytes
+
+    if payload is None or sum(lengths) != len(payload) or not all(isinstance(n, int) and n > 0 for n in lengths):
+        raise ValueError("frame lengths do not match the payload")
+    view = memoryview(payload)
+    offset = 0
+    try:
+        for n in lengths:
+            yield load_bytes(view[offset : offset + n])
+            offset += n
+    finally:
+        view.release()
+
+
+def _h_frame_quality(ctx: WorkerContext, payload: bytearray | None, preset: str) -> HandlerResult:
+    from biometric.quality import PRESETS, QualityFailure
+    from biometric.sources import load_bytes
+    from biometric.wipe import wipe
+
+    if payload is None:
+        raise ValueError("frame_quality needs an encoded frame")
+    frame = load_bytes(payload)
+    try:
+        sample = ctx.engine.analyse(frame, quality=PRESETS[preset], allow_several=False)
+    except QualityFailure as exc:
+        m = exc.metrics
+        return {"ok": False, "reasons": [r.value for r in exc.reasons],
+                "inter_eye_px": None if m is None else round(m.inter_eye_px, 1)}, None
+    finally:
+        wipe(frame)
+    try:
+        return {"ok": True, "reasons": [], "inter_eye_px": round(sample.quality.inter_eye_px, 1)}, None
+    finally:
+        sample.wipe()
+
+
+def _h_enrol_frames(
+    ctx: WorkerContext, payload: bytearray | None, lengths: list[int], preset: str, max_samples: int
+) -> HandlerResult:
+    from biometric.capture import enrolment_template
+    from biometric.quality import PRESETS
+
+    got = enrolment_template(ctx.engine, _encoded_frames(payload, lengths), max_samples=max_samples,
+                             quality=PRESETS[preset])
+    out: bytearray | None = None
+    try:
+        if got.template is not None:
+            le = got.template.vector.astype("<f4", copy=False)
+            out = bytearray(le.data.cast("B"))
+    finally:
+        got.wipe()
+    meta = {"frames_seen": got.frames_seen, "frames_used": got.frames_used, "quality": got.quality,
+            "reasons": list(got.reasons)}
+    return meta, out
 
 
 def _h_enrol_template(
@@ -517,6 +583,8 @@ def _worker_main(conn: Connection, registry: str, diagnostics: bool, audit_hook:
             return  # parent closed the pipe: shut down
         payload: bytearray | None = None
         if payload_len:
+            if not 0 < payload_len <= MAX_FRAMES_PAYLOAD:
+                return  # a parent that announces this is broken: stop; it sees EOF and restarts us
             payload = bytearray(payload_len)
             conn.recv_bytes_into(payload)
         try:
@@ -669,14 +737,15 @@ class SandboxedWorker:
         timeout_s: float,
         payload: bytes | bytearray | None = None,
         into: bytearray | None = None,
+        max_payload: int = MAX_PAYLOAD_BYTES,
     ) -> tuple[dict[str, Any], int]:
         """Run handler `op` in the worker; return its JSON `meta` and the number of payload bytes written into
         `into` (0 if none). Raises `IsolationError` subclasses; after a timeout, crash or protocol error the
         worker has been replaced by a fresh one."""
         if not math.isfinite(timeout_s) or timeout_s <= 0:
             raise ValueError("timeout_s must be a positive number")
-        if payload is not None and not 0 < len(payload) <= MAX_PAYLOAD_BYTES:
-            raise ValueError(f"payload must be 1..{MAX_PAYLOAD_BYTES} bytes")
+        if payload is not None and not 0 < len(payload) <= min(max_payload, MAX_FRAMES_PAYLOAD):
+            raise ValueError(f"payload must be 1..{min(max_payload, MAX_FRAMES_PAYLOAD)} bytes")
         self.start()
         assert self._conn is not None and self._proc is not None
         rid = next(self._ids)
@@ -798,6 +867,15 @@ def _reasons(meta: Mapping[str, Any]) -> list[str]:
     return list(v)
 
 
+@dataclass(frozen=True)
+class FrameQuality:
+    """The desk quality gate's verdict on one live frame: reason codes only (no pixels, no landmarks)."""
+
+    ok: bool
+    reasons: tuple[str, ...]
+    inter_eye_px: float | None
+
+
 class FaceWorker(SandboxedWorker):
     """The biometric worker: enrolment templates and 1:1 gate probes, computed where nothing can be kept."""
 
@@ -836,6 +914,58 @@ class FaceWorker(SandboxedWorker):
         except BaseException:
             buf[:] = bytes(TEMPLATE_BYTES)
             raise
+        if reply.template is None and (reply.frames_used or reply.quality):
+            raise WorkerProtocolError("frames used but no template")
+        return reply
+
+    def frame_quality(
+        self, encoded: bytes | bytearray, *, preset: str = "desk", timeout_s: float = 10.0
+    ) -> FrameQuality:
+        """Run the `preset` quality gate on one encoded frame (JPEG/PNG/WebP from a browser) inside the worker.
+        The caller wipes `encoded`; the worker wipes its copy and the decoded pixels."""
+        if not 0 < len(encoded) <= MAX_FRAME_BYTES:
+            raise ValueError(f"an encoded frame must be 1..{MAX_FRAME_BYTES} bytes")
+        meta, _ = self.call("frame_quality", preset, timeout_s=timeout_s, payload=encoded,
+                            max_payload=MAX_FRAME_BYTES)
+        ok = meta.get("ok")
+        reasons = _reasons(meta)
+        if not isinstance(ok, bool) or ok == bool(reasons):
+            raise WorkerProtocolError("inconsistent frame_quality reply")
+        eye = meta.get("inter_eye_px")
+        return FrameQuality(ok, tuple(reasons), None if eye is None else _float(meta, "inter_eye_px", 0.0, 1e5))
+
+    def enrol_template_from_frames(
+        self, frames: Sequence[bytes | bytearray], *, preset: str = "desk", max_samples: int = 3,
+        timeout_s: float = 60.0,
+    ) -> EnrolmentReply:
+        """Like `enrol_template`, from encoded frames held in memory (the desk's browser capture). The frames are
+        packed into one buffer that is wiped once sent; the caller wipes its own."""
+        if not 1 <= len(frames) <= MAX_FRAMES_PER_REQUEST or not 1 <= max_samples <= MAX_FRAMES_PER_REQUEST:
+            raise ValueError(f"1..{MAX_FRAMES_PER_REQUEST} frames and samples")
+        lengths = [len(f) for f in frames]
+        if not all(0 < n <= MAX_FRAME_BYTES for n in lengths):
+            raise ValueError(f"an encoded frame must be 1..{MAX_FRAME_BYTES} bytes")
+        packed = bytearray(sum(lengths))
+        offset = 0
+        for f in frames:
+            packed[offset : offset + len(f)] = f
+            offset += len(f)
+        buf = bytearray(TEMPLATE_BYTES)
+        try:
+            meta, n = self.call("enrol_frames", lengths, preset, max_samples, timeout_s=timeout_s, payload=packed,
+                                into=buf, max_payload=MAX_FRAMES_PAYLOAD)
+            reply = EnrolmentReply(
+                template=buf if n else None,
+                frames_seen=_int(meta, "frames_seen", 0, 10**6),
+                frames_used=_int(meta, "frames_used", 0, 10**6),
+                quality=_int(meta, "quality", 0, 100),
+                reasons=_reasons(meta),
+            )
+        except BaseException:
+            buf[:] = bytes(TEMPLATE_BYTES)
+            raise
+        finally:
+            packed[:] = bytes(len(packed))
         if reply.template is None and (reply.frames_used or reply.quality):
             raise WorkerProtocolError("frames used but no template")
         return reply
@@ -887,6 +1017,7 @@ __all__ = [
     "WRITE_METHODS",
     "EnrolmentReply",
     "FaceWorker",
+    "FrameQuality",
     "IsolationError",
     "ProbeReply",
     "RequestFailed",

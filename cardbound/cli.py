@@ -24,6 +24,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "card.cli",
     "card.keys_cli",
     "enrol.cli",
+    "cardbound.desk",
     "verify.cli",
     "audit.cli",
 )
