@@ -21,14 +21,13 @@ from audit.verify import LogData, Report, verify_data
 
 
 class CentralError(Exception):
-    """The central store is unreachable or does not hold what was asked."""
+    """The central store does not hold what was asked (unreachable: `audit.store.StoreUnreachable`)."""
 
 
 def _connect(dsn: str) -> psycopg.Connection[Any]:
-    try:
-        return psycopg.connect(dsn, connect_timeout=5, autocommit=True)
-    except psycopg.Error as exc:
-        raise CentralError(f"central store unreachable: {' '.join(str(exc).split())[:200]}") from None
+    from audit.store import connect
+
+    return connect(dsn)  # StoreUnreachable: its own exit code, never "tampered"
 
 
 def nodes(conn: psycopg.Connection[Any]) -> list[str]:
@@ -40,11 +39,13 @@ def nodes(conn: psycopg.Connection[Any]) -> list[str]:
 
 def _load(conn: psycopg.Connection[Any], node: str) -> tuple[LogData, bytes]:
     row = conn.execute(
-        "SELECT vkey, size, frontier, pruned_size FROM audit_nodes WHERE node_id=%s", (node,)
+        "SELECT vkey, size, frontier, pruned_size, role FROM audit_nodes WHERE node_id=%s", (node,)
     ).fetchone()
     if row is None:
         raise CentralError(f"the central store holds nothing from node {node}")
     vkey, size, frontier, pruned = str(row[0]), int(row[1]), bytes(row[2]), int(row[3])
+    if row[4] is None:
+        vkey = ""  # a node row from before registration (trusted on first use): its key is not a registered one
     raw = conn.execute(
         "SELECT idx, body, leaf, ts_ms, type FROM audit_entries WHERE node_id=%s ORDER BY idx", (node,)
     ).fetchall()
@@ -77,7 +78,18 @@ def verify_central(dsn: str, node: str | None = None, keys: dict[str, VerifierKe
                            "the central copy cannot be rebuilt from content", "warning")
                 reports.append(report)
                 continue
-            report = verify_data(data, (keys or {}).get(name))
+            given = (keys or {}).get(name)
+            if not data.vkey:
+                report = Report(name)
+                report.add("unregistered", f"node {name} has no registered key in the central store (a row from "
+                           f"before registration): cardbound audit central add-node {name} --key FILE")
+                reports.append(report)
+                continue
+            registered = VerifierKey.decode(data.vkey)
+            report = verify_data(data, given or registered)
+            if given is not None and given != registered:
+                report.add("key-mismatch", f"node {name}: the key given is not the one registered in the central "
+                           "store")
             leaves = merkle.leaf_hashes([b for _, b, _ in data.rows])
             levels = merkle.build_levels(leaves) if leaves else [[]]
             expected = b"".join(levels[lv][ix] for lv, ix in merkle.decompose(len(leaves)))

@@ -152,9 +152,12 @@ def _print_report(report: Report, verdict: str = "OK") -> bool:
 def cmd_verify(args: argparse.Namespace) -> int:
     if args.dsn:
         from audit.central import CentralError, verify_central
+        from audit.store import StoreUnreachable
 
         try:
             reports = verify_central(args.dsn, args.node, _keys_by_node(args.key))
+        except StoreUnreachable as exc:
+            raise CliError(str(exc), ExitCode.AUDIT_STORE_UNREACHABLE) from None
         except (CentralError, AuditLogError) as exc:
             raise CliError(str(exc), ExitCode.AUDIT) from None
         results = [_print_report(r) for r in reports]
@@ -166,6 +169,12 @@ def cmd_verify(args: argparse.Namespace) -> int:
     key, source = _choose_key(args, db, node)
     print(f"key: {key.encode() if key else _recorded_key(db)} from {source}")
     external = [(p, _read_text(p)) for p in args.checkpoint or []]
+    from audit.witness import check_cosigned, cosigned_path
+
+    kept = cosigned_path(db)
+    cosigned = _read_text(str(kept)) if kept.is_file() else None
+    if cosigned is not None:
+        external.append((f"cosigned by the witness ({kept})", cosigned))
     try:
         report = verify_database(db, key, external)
     except (AuditLogError, CheckpointError) as exc:
@@ -173,6 +182,10 @@ def cmd_verify(args: argparse.Namespace) -> int:
     except (sqlite3.Error, ValueError, TypeError, KeyError) as exc:
         # The database is damaged beyond what the checks can name: still one line, still a failure.
         raise CliError(f"{db}: cannot be verified ({exc.__class__.__name__}: {exc})", ExitCode.AUDIT) from None
+    if cosigned is not None:
+        finding = check_cosigned(cosigned, _witness_keys(args))
+        if finding is not None:
+            report.add(finding[0], finding[1], "warning" if finding[0] == "witness-unchecked" else "error")
     if not _print_report(report, "OK" if key is not None else "NOT CONTRADICTED (unverified key)"):
         return int(ExitCode.AUDIT)
     if key is None:
@@ -180,6 +193,24 @@ def cmd_verify(args: argparse.Namespace) -> int:
               "about who wrote it: pass --key FILE", file=sys.stderr)
         return int(ExitCode.KEYS)
     return int(ExitCode.OK)
+
+
+def _witness_keys(args: argparse.Namespace) -> list[Any]:
+    from audit.witness import load_witness_key
+
+    paths = [Path(p) for p in (getattr(args, "witness_key", None) or [])]
+    if not paths:
+        home: Home = args.home_dir
+        default = home.keystore / "audit-witness.pub"
+        if default.is_file() and _is_home_db(args, _db(args)):
+            paths = [default]
+    keys = []
+    for p in paths:
+        try:
+            keys.append(load_witness_key(p))
+        except (CheckpointError, OSError) as exc:
+            raise CliError(f"{p}: unusable witness key ({exc})", ExitCode.KEYS) from None
+    return keys
 
 
 def cmd_checkpoint(args: argparse.Namespace) -> int:
@@ -208,6 +239,8 @@ def register(subparsers: Any) -> None:
                    help="a node's verifier key (.pub), kept apart from the log; repeatable")
     p.add_argument("--trust-log-key", action="store_true",
                    help="without --key, check with the key recorded in the log itself (result: UNVERIFIED)")
+    p.add_argument("--witness-key", metavar="FILE", action="append",
+                   help="the witness's verifier key (default: home/keys/audit-witness.pub); repeatable")
     p.add_argument("--dsn", help="verify the central PostgreSQL store instead of a local log")
     p.add_argument("--node", metavar="ID", help="only this node")
     p.set_defaults(handler=cmd_verify)
@@ -222,17 +255,23 @@ def register(subparsers: Any) -> None:
 
 
 def cmd_ship(args: argparse.Namespace) -> int:
-    from audit.ship import ShipError, ShipRejected, ship
+    from audit.ship import ShipError, ShipRejected, ShipUnreachable, ShipUnregistered, ship
 
     with _open_log(args) as log:
         log.checkpoint()  # cover everything written so far, so all of it can ship
     try:
         result = ship(_db(args), args.dsn, max_batch=args.batch)
+    except ShipUnregistered as exc:
+        raise CliError(f"shipment refused: {exc}", ExitCode.KEYS) from None
     except ShipRejected as exc:
         raise CliError(f"shipment refused: {exc}", ExitCode.AUDIT) from None
+    except ShipUnreachable as exc:
+        raise CliError(f"{exc} (run again to resume)", ExitCode.AUDIT_STORE_UNREACHABLE) from None
     except ShipError as exc:
         raise CliError(f"{exc} (run again to resume)", ExitCode.FAILURE) from None
     print(f"shipped {result.shipped} entries of node {result.node_id}; central store holds {result.central_size}")
+    if result.cosigned is not None:
+        print(f"kept the witness's latest cosigned checkpoint (size {result.cosigned.split(chr(10))[1]})")
     return int(ExitCode.OK)
 
 
@@ -298,12 +337,15 @@ def cmd_export(args: argparse.Namespace) -> int:
         to_ms = parse_time(args.to_time) if args.to_time else None
         if args.dsn:
             from audit.central import CentralError, export_central
+            from audit.store import StoreUnreachable
 
             try:
                 result = export_central(args.dsn, Path(args.out), fmt=args.format, from_ms=from_ms, to_ms=to_ms,
                                         event_type=args.type, node=args.node, overwrite=args.force)
             except CentralError as exc:
                 raise CliError(str(exc), ExitCode.FAILURE) from None
+            except StoreUnreachable as exc:
+                raise CliError(str(exc), ExitCode.AUDIT_STORE_UNREACHABLE) from None
         else:
             with _open_log(args) as log:
                 result = export_log(
@@ -358,5 +400,96 @@ def _register_export(sub: Any) -> None:
     p.set_defaults(handler=cmd_verify_export)
 
 
+def cmd_central_init(args: argparse.Namespace) -> int:
+    from audit.store import StoreError, StoreUnreachable, init_schema
+
+    try:
+        init_schema(args.dsn)
+    except StoreUnreachable as exc:
+        raise CliError(str(exc), ExitCode.AUDIT_STORE_UNREACHABLE) from None
+    except StoreError as exc:
+        raise CliError(str(exc), ExitCode.CONFIG) from None
+    print("central audit store ready (tables, row-level security, roles cardbound_nodes and cardbound_witness)")
+    return int(ExitCode.OK)
+
+
+def cmd_central_add_node(args: argparse.Namespace) -> int:
+    from audit.log import NODE_ID
+    from audit.store import StoreError, StoreUnreachable, add_node
+
+    if not NODE_ID.fullmatch(args.node):
+        raise CliError(f"invalid node id {args.node!r}", ExitCode.USAGE)
+    try:
+        key = load_verifier(Path(args.key))
+    except (CheckpointError, ValueError, OSError) as exc:
+        raise CliError(f"{args.key}: unusable verifier key ({exc})", ExitCode.KEYS) from None
+    if key.name != f"cardbound-audit-{args.node}":
+        raise CliError(f"{args.key} is the key of {key.name}, not of node {args.node}", ExitCode.KEYS)
+    password = _read_text(args.password_file).strip() if args.password_file else None
+    try:
+        role = add_node(args.dsn, args.node, key.encode(), role=args.role, password=password)
+    except StoreUnreachable as exc:
+        raise CliError(str(exc), ExitCode.AUDIT_STORE_UNREACHABLE) from None
+    except StoreError as exc:
+        raise CliError(str(exc), ExitCode.CONFIG) from None
+    print(f"registered node {args.node} (key {key.encode()}); it ships as PostgreSQL role {role}")
+    return int(ExitCode.OK)
+
+
+def cmd_central_add_witness(args: argparse.Namespace) -> int:
+    from audit.store import StoreUnreachable, add_witness
+
+    try:
+        add_witness(args.dsn, args.role)
+    except StoreUnreachable as exc:
+        raise CliError(str(exc), ExitCode.AUDIT_STORE_UNREACHABLE) from None
+    print(f"role {args.role} may now read the store and insert cosignatures")
+    return int(ExitCode.OK)
+
+
+def cmd_witness(args: argparse.Namespace) -> int:
+    from audit.store import StoreUnreachable
+    from audit.witness import load_or_create_witness, witness_central
+
+    try:
+        witness = load_or_create_witness(Path(args.key), args.name)
+    except (CheckpointError, ValueError, OSError) as exc:
+        raise CliError(f"{args.key}: unusable witness key ({exc})", ExitCode.KEYS) from None
+    try:
+        done, refused = witness_central(args.dsn, witness)
+    except StoreUnreachable as exc:
+        raise CliError(str(exc), ExitCode.AUDIT_STORE_UNREACHABLE) from None
+    for c in done:
+        print(f"cosigned node {c.node_id} at size {c.size}")
+    for r in refused:
+        print(f"REFUSED: {r}", file=sys.stderr)
+    return int(ExitCode.AUDIT if refused else ExitCode.OK)
+
+
+def _register_central(sub: Any) -> None:
+    central = sub.add_parser("central", help="set up the central PostgreSQL store (schema owner): init, add-node")
+    csub = central.add_subparsers(dest="central_command", metavar="ACTION", required=True)
+    p = csub.add_parser("init", help="create the schema, row-level security and roles (as the schema owner)")
+    p.add_argument("--dsn", required=True, help="connection string of the schema-owner role")
+    p.set_defaults(handler=cmd_central_init)
+    p = csub.add_parser("add-node", help="register a node's verifier key and its own PostgreSQL role")
+    p.add_argument("node", metavar="NODE")
+    p.add_argument("--key", metavar="FILE", required=True, help="the node's verifier key (audit-NODE.ed25519.pub)")
+    p.add_argument("--dsn", required=True, help="connection string of the schema-owner role")
+    p.add_argument("--role", help="PostgreSQL login role for the node (default cardbound_node_<node>)")
+    p.add_argument("--password-file", metavar="FILE", help="set the role's password from FILE")
+    p.set_defaults(handler=cmd_central_add_node)
+    p = csub.add_parser("add-witness", help="let an existing login role act as the witness")
+    p.add_argument("role", metavar="ROLE")
+    p.add_argument("--dsn", required=True, help="connection string of the schema-owner role")
+    p.set_defaults(handler=cmd_central_add_witness)
+
+    p = sub.add_parser("witness", help="cosign every node checkpoint consistent with what was cosigned before")
+    p.add_argument("--dsn", required=True, help="connection string of the witness role")
+    p.add_argument("--key", metavar="FILE", required=True, help="the witness's Ed25519 key (created if absent)")
+    p.add_argument("--name", default="cardbound-witness", help="witness name in its cosignature lines")
+    p.set_defaults(handler=cmd_witness)
+
+
 # Later sub-commands register here (ship, purge, export, verify-export) to keep this module flat.
-_EXTRA: list[Callable[[Any], None]] = [_register_ship, _register_purge, _register_export]
+_EXTRA: list[Callable[[Any], None]] = [_register_ship, _register_purge, _register_export, _register_central]

@@ -24,27 +24,22 @@ from audit.checkpoint import CheckpointError, VerifierKey, parse_checkpoint
 from audit.log import AuditLogError, read_meta, read_pruned
 from audit.verify import _claimed_index, as_bytes
 
-_SCHEMA_LOCK = 9162_0001
-_SCHEMA = [
-    """CREATE TABLE IF NOT EXISTS audit_nodes(
-        node_id TEXT PRIMARY KEY, vkey TEXT NOT NULL, size BIGINT NOT NULL, frontier BYTEA NOT NULL,
-        pruned_size BIGINT NOT NULL DEFAULT 0, checkpoint TEXT, updated_at TIMESTAMPTZ NOT NULL DEFAULT now())""",
-    """CREATE TABLE IF NOT EXISTS audit_entries(
-        node_id TEXT NOT NULL REFERENCES audit_nodes(node_id), idx BIGINT NOT NULL, ts_ms BIGINT NOT NULL,
-        type TEXT NOT NULL, body BYTEA NOT NULL, leaf BYTEA NOT NULL, PRIMARY KEY(node_id, idx))""",
-    "CREATE INDEX IF NOT EXISTS audit_entries_ts ON audit_entries(node_id, ts_ms)",
-    """CREATE TABLE IF NOT EXISTS audit_checkpoints(
-        node_id TEXT NOT NULL REFERENCES audit_nodes(node_id), size BIGINT NOT NULL, note TEXT NOT NULL,
-        PRIMARY KEY(node_id, size))""",
-]
-
 
 class ShipError(Exception):
     """Shipping could not complete (server unreachable, connection lost). Safe to run again."""
 
 
 class ShipRejected(ShipError):
-    """The central store refused the shipment: it does not extend the node's known tree consistently."""
+    """The central store refused the shipment: it does not extend the node's known tree consistently, or the
+    node is not registered (for this role, with this key)."""
+
+
+class ShipUnregistered(ShipRejected):
+    """The node (or this role, or this key) is not registered in the central store."""
+
+
+class ShipUnreachable(ShipError):
+    """The central store could not be reached, or the connection was lost mid-shipment."""
 
 
 @dataclass(frozen=True)
@@ -53,13 +48,7 @@ class ShipResult:
     shipped: int
     central_size: int
     chunks: int
-
-
-def ensure_schema(conn: psycopg.Connection[Any]) -> None:
-    with conn.transaction():
-        conn.execute("SELECT pg_advisory_xact_lock(%s)", (_SCHEMA_LOCK,))
-        for stmt in _SCHEMA:
-            conn.execute(stmt)
+    cosigned: str | None = None  # the latest checkpoint cosigned by the witness, now kept by the node
 
 
 def _frontier_bytes(nodes: list[bytes]) -> bytes:
@@ -89,7 +78,7 @@ def ship(
         try:
             conn = psycopg.connect(dsn, connect_timeout=connect_timeout, autocommit=True)
         except psycopg.Error as exc:
-            raise ShipError(f"central store unreachable: {_one_line(exc)}") from None
+            raise ShipUnreachable(f"central store unreachable: {_one_line(exc)}") from None
         def committed(size: int) -> None:
             record_shipped(db, size)
             if on_commit is not None:
@@ -97,14 +86,36 @@ def ship(
 
         try:
             with conn:
-                ensure_schema(conn)
                 result = _ship(local, conn, node_id, vkey_text, max_batch, committed)
                 record_shipped(db, result.central_size)
-                return result
+                cosigned = latest_cosignature(conn, node_id)
+        except (psycopg.errors.UndefinedTable, psycopg.errors.UndefinedFunction):
+            raise ShipRejected("the central store is not set up: `cardbound audit central init` (schema owner) "
+                               "first") from None
+        except psycopg.errors.InsufficientPrivilege as exc:
+            raise ShipUnregistered(f"the central store refused node {node_id}: {exc.diag.message_primary} (register it "
+                               f"first: cardbound audit central add-node {node_id} --key FILE)") from None
+        except psycopg.OperationalError as exc:
+            raise ShipUnreachable(f"connection to the central store lost: {_one_line(exc)}") from None
         except psycopg.Error as exc:
-            raise ShipError(f"connection to the central store lost: {_one_line(exc)}") from None
+            raise ShipError(f"the central store failed: {_one_line(exc)}") from None
+        if cosigned is not None:
+            from audit.witness import store_cosigned
+
+            store_cosigned(db, cosigned)
+        return ShipResult(result.node_id, result.shipped, result.central_size, result.chunks, cosigned)
     finally:
         local.close()
+
+
+def latest_cosignature(conn: psycopg.Connection[Any], node_id: str) -> str | None:
+    """The newest cosigned checkpoint the witness left for `node_id` (its own row: row-level security)."""
+    row = conn.execute(
+        "SELECT note FROM audit_cosignatures WHERE node_id=%s ORDER BY size DESC, created_at DESC LIMIT 1",
+        (node_id,),
+    ).fetchone()
+    return None if row is None else str(row[0])
+
 
 
 def record_shipped(db: Path, size: int) -> None:
@@ -133,16 +144,12 @@ def _ship(
     max_batch: int,
     on_commit: Callable[[int], None] | None,
 ) -> ShipResult:
-    with conn.transaction():
-        conn.execute(
-            "INSERT INTO audit_nodes(node_id, vkey, size, frontier) VALUES (%s, %s, 0, '') "
-            "ON CONFLICT (node_id) DO NOTHING",
-            (node_id, vkey_text),
-        )
-    row = conn.execute("SELECT vkey FROM audit_nodes WHERE node_id=%s", (node_id,)).fetchone()
-    assert row is not None
+    # Registered ahead by the schema owner (never trusted on first use); the server refuses any other node.
+    row = conn.execute("SELECT vkey FROM cardbound_node_state(%s)", (node_id,)).fetchone()
+    if row is None:
+        raise ShipUnregistered(f"node {node_id} is not registered in the central store")
     if row[0] != vkey_text:
-        raise ShipRejected(f"node {node_id}: checkpoint key differs from the key pinned by the central store")
+        raise ShipUnregistered(f"node {node_id}: checkpoint key differs from the key registered in the central store")
     key = VerifierKey.decode(str(row[0]))
     pruned, pruned_nodes = read_pruned(local)
 
@@ -158,12 +165,11 @@ def _ship(
     shipped = chunks = 0
     while True:
         with conn.transaction():
-            cur = conn.execute(
-                "SELECT size, frontier, pruned_size FROM audit_nodes WHERE node_id=%s FOR UPDATE", (node_id,)
-            )
+            cur = conn.execute("SELECT size, frontier, pruned_size FROM cardbound_node_state(%s)", (node_id,))
             central = cur.fetchone()
             assert central is not None
             start, frontier = int(central[0]), _frontier_list(bytes(central[1]))
+            old_size, new_pruned = start, int(central[2])
             targets = sorted(s for s in checkpoints if s > start)
             if not targets:
                 return ShipResult(node_id, shipped, start, chunks)
@@ -179,9 +185,7 @@ def _ship(
                 frontier = [pruned_nodes[p] for p in merkle.decompose(pruned)]
                 if merkle.fold(frontier) != checkpoints[pruned][0]:
                     raise ShipRejected("local pruned frontier does not match its signed checkpoint")
-                conn.execute(
-                    "UPDATE audit_nodes SET pruned_size=%s WHERE node_id=%s", (pruned, node_id)
-                )
+                new_pruned = pruned
                 start = pruned
                 end = max(end, pruned)
             rng = merkle.CompactRange(start, frontier)
@@ -204,18 +208,18 @@ def _ship(
                     f"shipment {start}-{end - 1} does not extend the central tree of size {start} "
                     f"to the node's signed checkpoint at size {end} (history rewritten?)"
                 )
-            with conn.cursor() as c, c.copy(
-                "COPY audit_entries(node_id, idx, ts_ms, type, body, leaf) FROM STDIN"
-            ) as copy:
-                for idx, ts, typ, body, leaf in rows:
-                    copy.write_row((node_id, idx, ts, typ, body, leaf))
+            # INSERT, not COPY: PostgreSQL does not run COPY FROM into a table with row-level security.
+            conn.cursor().executemany(
+                "INSERT INTO audit_entries(node_id, idx, ts_ms, type, body, leaf) VALUES (%s, %s, %s, %s, %s, %s)",
+                [(node_id, idx, ts, typ, body, leaf) for idx, ts, typ, body, leaf in rows],
+            )
             conn.cursor().executemany(
                 "INSERT INTO audit_checkpoints(node_id, size, note) VALUES (%s, %s, %s) ON CONFLICT DO NOTHING",
                 [(node_id, s, checkpoints[s][1]) for s in targets if s <= end],
             )
             conn.execute(
-                "UPDATE audit_nodes SET size=%s, frontier=%s, checkpoint=%s, updated_at=now() WHERE node_id=%s",
-                (end, _frontier_bytes(rng.nodes), checkpoints[end][1], node_id),
+                "SELECT cardbound_advance(%s, %s, %s, %s, %s, %s)",
+                (node_id, old_size, end, _frontier_bytes(rng.nodes), checkpoints[end][1], new_pruned),
             )
         shipped += len(rows)
         chunks += 1

@@ -33,6 +33,7 @@ class ExitCode(IntEnum):
     CARD_CERT_INVALID = 46
     KEYS = 50  # keystore missing or invalid
     AUDIT = 60  # audit log failed verification
+    AUDIT_STORE_UNREACHABLE = 61  # the central audit store could not be reached (not evidence of tampering)
     INTERRUPTED = 130
 
 

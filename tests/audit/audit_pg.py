@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import subprocess
 import uuid
@@ -55,3 +56,50 @@ class PgServer:
         return self.dsn(name)
 
 
+
+
+OWNER = "cardbound_owner"
+
+
+@dataclass
+class Central:
+    """A central store set up as in production: a schema-owner role (not a superuser) ran `central init`;
+    nodes are registered ahead and ship as their own roles. `admin` (superuser) is for inspection only."""
+
+    server: PgServer
+    dbname: str
+
+    @property
+    def admin(self) -> str:
+        return self.server.dsn(self.dbname)
+
+    @property
+    def owner(self) -> str:
+        return self.admin.replace("user=postgres", f"user={OWNER}")
+
+    def as_role(self, role: str) -> str:
+        return self.admin.replace("user=postgres", f"user={role}")
+
+    def register(self, home: Path, node: str) -> str:
+        """`cardbound audit central add-node NODE --key home/keys/audit-NODE.ed25519.pub`; the node's DSN."""
+        from audit.checkpoint import load_verifier
+        from audit.store import add_node
+
+        key = load_verifier(home / "keys" / f"audit-{node}.ed25519.pub")
+        return self.as_role(add_node(self.owner, node, key.encode()))
+
+
+def make_central(server: PgServer) -> Central:
+    import psycopg
+
+    from audit.store import init_schema
+
+    name = "t_" + uuid.uuid4().hex[:12]
+    with psycopg.connect(server.dsn(), autocommit=True) as conn:
+        if not conn.execute("SELECT 1 FROM pg_roles WHERE rolname=%s", (OWNER,)).fetchone():
+            with contextlib.suppress(psycopg.errors.DuplicateObject):
+                conn.execute(f"CREATE ROLE {OWNER} LOGIN CREATEROLE")
+        conn.execute(f"CREATE DATABASE {name} OWNER {OWNER}")
+    central = Central(server, name)
+    init_schema(central.owner)
+    return central

@@ -18,7 +18,7 @@ HERE = Path(__file__).resolve().parent
 if str(HERE) not in sys.path:
     sys.path.insert(0, str(HERE))
 
-from audit_pg import PG_BIN, PgServer, free_port  # noqa: E402  (needs the path above)
+from audit_pg import PG_BIN, Central, PgServer, free_port, make_central  # noqa: E402  (needs the path above)
 
 
 @pytest.fixture(scope="session")
@@ -50,3 +50,9 @@ def pg_dsn(pg_server: PgServer) -> str:
     """A fresh database on the session's server."""
     return pg_server.create_db()
 
+
+
+@pytest.fixture()
+def central(pg_server: PgServer) -> Central:
+    """A fresh database set up by its schema-owner role (`cardbound audit central init`)."""
+    return make_central(pg_server)
