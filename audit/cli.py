@@ -8,25 +8,35 @@ import sqlite3
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from audit.checkpoint import CheckpointError, VerifierKey, key_path, load_verifier
+from audit.errors import AuditCommandError, AuditFailure
 from audit.log import AuditLog, AuditLogError, read_meta
 from audit.verify import Report, verify_database
-from cardbound.errors import CliError, ExitCode
-from cardbound.home import Home
+
+
+class StationHome(Protocol):
+    """What these commands use of the station home (`cardbound.home.Home`, passed in as `args.home_dir`)."""
+
+    @property
+    def audit_db(self) -> Path: ...
+    @property
+    def keystore(self) -> Path: ...
+    @property
+    def config(self) -> Path: ...
 
 
 def _db(args: argparse.Namespace) -> Path:
     if args.db:
         return Path(args.db)
-    home: Home = args.home_dir
+    home: StationHome = args.home_dir
     return home.audit_db
 
 
 def _node_of(db: Path) -> str:
     if not db.is_file():
-        raise CliError(f"no audit log at {db}", ExitCode.INPUT)
+        raise AuditCommandError(f"no audit log at {db}", AuditFailure.INPUT)
     try:
         conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
         try:
@@ -34,19 +44,19 @@ def _node_of(db: Path) -> str:
         finally:
             conn.close()
     except sqlite3.DatabaseError as exc:
-        raise CliError(f"{db}: not an audit database ({exc})", ExitCode.AUDIT) from None
+        raise AuditCommandError(f"{db}: not an audit database ({exc})", AuditFailure.AUDIT) from None
     if node is None:
-        raise CliError(f"{db}: not an audit database", ExitCode.AUDIT)
+        raise AuditCommandError(f"{db}: not an audit database", AuditFailure.AUDIT)
     return node
 
 
 def _key_file(args: argparse.Namespace, node: str) -> Path:
-    home: Home = args.home_dir
+    home: StationHome = args.home_dir
     return key_path(home.keystore, node)
 
 
 def _is_home_db(args: argparse.Namespace, db: Path) -> bool:
-    home: Home = args.home_dir
+    home: StationHome = args.home_dir
     try:
         return db.resolve() == home.audit_db.resolve()
     except OSError:
@@ -61,7 +71,7 @@ def _home_verifier(args: argparse.Namespace, node: str) -> tuple[VerifierKey, Pa
             try:
                 return load_verifier(path), path
             except (CheckpointError, ValueError, OSError) as exc:
-                raise CliError(f"{path}: unusable verifier key ({exc})", ExitCode.KEYS) from None
+                raise AuditCommandError(f"{path}: unusable verifier key ({exc})", AuditFailure.KEYS) from None
     return None
 
 
@@ -82,7 +92,9 @@ def _choose_key(args: argparse.Namespace, db: Path, node: str) -> tuple[Verifier
     if args.key:
         keys = _keys_by_node_with_paths(args.key)
         if node not in keys:
-            raise CliError(f"none of the keys given is node {node}'s (cardbound-audit-{node})", ExitCode.KEYS)
+            raise AuditCommandError(
+                f"none of the keys given is node {node}'s (cardbound-audit-{node})", AuditFailure.KEYS
+            )
         key, given = keys[node]
         return key, f"--key {given}"
     if _is_home_db(args, db):
@@ -91,24 +103,24 @@ def _choose_key(args: argparse.Namespace, db: Path, node: str) -> tuple[Verifier
             key, path = found
             recorded = _recorded_key(db)
             if recorded != key.encode():
-                raise CliError(
+                raise AuditCommandError(
                     f"the key of node {node} in this station home ({path}) is not the key the log records "
                     f"({recorded}): the log comes from another station with the same node id, or its key record "
-                    "was replaced; verify with --key FILE holding node's real verifier key", ExitCode.KEYS)
+                    "was replaced; verify with --key FILE holding node's real verifier key", AuditFailure.KEYS)
             return key, f"station home {path}"
     if args.trust_log_key:
         return None, "the log itself (UNVERIFIED: anyone who can write the log can write this key)"
-    raise CliError(
+    raise AuditCommandError(
         f"no verifier key for node {node}: pass --key FILE with its verifier key audit-{node}.ed25519.pub, kept "
         f"apart from the log (the log records {_recorded_key(db)}; --trust-log-key checks with that one, unverified)",
-        ExitCode.KEYS)
+        AuditFailure.KEYS)
 
 
 def _read_text(path: str) -> str:
     try:
         return Path(path).read_text()
     except (OSError, UnicodeDecodeError) as exc:
-        raise CliError(f"{path}: cannot read ({exc.__class__.__name__})", ExitCode.INPUT) from None
+        raise AuditCommandError(f"{path}: cannot read ({exc.__class__.__name__})", AuditFailure.INPUT) from None
 
 
 def _open_log(args: argparse.Namespace) -> AuditLog:
@@ -117,7 +129,7 @@ def _open_log(args: argparse.Namespace) -> AuditLog:
     try:
         return AuditLog.open(db, node, key_file=_key_file(args, node))
     except (AuditLogError, CheckpointError) as exc:
-        raise CliError(str(exc), ExitCode.AUDIT) from None
+        raise AuditCommandError(str(exc), AuditFailure.AUDIT) from None
 
 
 # --- handlers -------------------------------------------------------------------------------------------------
@@ -129,7 +141,7 @@ def _keys_by_node_with_paths(paths: list[str] | None) -> dict[str, tuple[Verifie
         try:
             key = load_verifier(Path(p))
         except (CheckpointError, ValueError, OSError) as exc:
-            raise CliError(f"{p}: unusable verifier key ({exc})", ExitCode.KEYS) from None
+            raise AuditCommandError(f"{p}: unusable verifier key ({exc})", AuditFailure.KEYS) from None
         keys[key.name.removeprefix("cardbound-audit-")] = (key, p)
     return keys
 
@@ -149,7 +161,7 @@ def _print_report(report: Report, verdict: str = "OK") -> bool:
     return True
 
 
-def cmd_verify(args: argparse.Namespace) -> int:
+def cmd_verify(args: argparse.Namespace) -> AuditFailure | None:
     if args.dsn:
         from audit.central import CentralError, verify_central
         from audit.store import StoreUnreachable
@@ -157,15 +169,15 @@ def cmd_verify(args: argparse.Namespace) -> int:
         try:
             reports = verify_central(args.dsn, args.node, _keys_by_node(args.key))
         except StoreUnreachable as exc:
-            raise CliError(str(exc), ExitCode.AUDIT_STORE_UNREACHABLE) from None
+            raise AuditCommandError(str(exc), AuditFailure.STORE_UNREACHABLE) from None
         except (CentralError, AuditLogError) as exc:
-            raise CliError(str(exc), ExitCode.AUDIT) from None
+            raise AuditCommandError(str(exc), AuditFailure.AUDIT) from None
         results = [_print_report(r) for r in reports]
-        return int(ExitCode.OK if all(results) else ExitCode.AUDIT)
+        return None if all(results) else AuditFailure.AUDIT
     db = _db(args)
     node = _node_of(db)
     if args.node and args.node != node:
-        raise CliError(f"{db} is the log of node {node}, not {args.node}", ExitCode.USAGE)
+        raise AuditCommandError(f"{db} is the log of node {node}, not {args.node}", AuditFailure.USAGE)
     key, source = _choose_key(args, db, node)
     print(f"key: {key.encode() if key else _recorded_key(db)} from {source}")
     external = [(p, _read_text(p)) for p in args.checkpoint or []]
@@ -178,21 +190,23 @@ def cmd_verify(args: argparse.Namespace) -> int:
     try:
         report = verify_database(db, key, external)
     except (AuditLogError, CheckpointError) as exc:
-        raise CliError(str(exc), ExitCode.AUDIT) from None
+        raise AuditCommandError(str(exc), AuditFailure.AUDIT) from None
     except (sqlite3.Error, ValueError, TypeError, KeyError) as exc:
         # The database is damaged beyond what the checks can name: still one line, still a failure.
-        raise CliError(f"{db}: cannot be verified ({exc.__class__.__name__}: {exc})", ExitCode.AUDIT) from None
+        raise AuditCommandError(
+            f"{db}: cannot be verified ({exc.__class__.__name__}: {exc})", AuditFailure.AUDIT
+        ) from None
     if cosigned is not None:
         finding = check_cosigned(cosigned, _witness_keys(args))
         if finding is not None:
             report.add(finding[0], finding[1], "warning" if finding[0] == "witness-unchecked" else "error")
     if not _print_report(report, "OK" if key is not None else "NOT CONTRADICTED (unverified key)"):
-        return int(ExitCode.AUDIT)
+        return AuditFailure.AUDIT
     if key is None:
         print(f"UNVERIFIED: node {node}'s log is consistent with the key it records itself, which proves nothing "
               "about who wrote it: pass --key FILE", file=sys.stderr)
-        return int(ExitCode.KEYS)
-    return int(ExitCode.OK)
+        return AuditFailure.KEYS
+    return None
 
 
 def _witness_keys(args: argparse.Namespace) -> list[Any]:
@@ -200,7 +214,7 @@ def _witness_keys(args: argparse.Namespace) -> list[Any]:
 
     paths = [Path(p) for p in (getattr(args, "witness_key", None) or [])]
     if not paths:
-        home: Home = args.home_dir
+        home: StationHome = args.home_dir
         default = home.keystore / "audit-witness.pub"
         if default.is_file() and _is_home_db(args, _db(args)):
             paths = [default]
@@ -209,18 +223,18 @@ def _witness_keys(args: argparse.Namespace) -> list[Any]:
         try:
             keys.append(load_witness_key(p))
         except (CheckpointError, OSError) as exc:
-            raise CliError(f"{p}: unusable witness key ({exc})", ExitCode.KEYS) from None
+            raise AuditCommandError(f"{p}: unusable witness key ({exc})", AuditFailure.KEYS) from None
     return keys
 
 
-def cmd_checkpoint(args: argparse.Namespace) -> int:
+def cmd_checkpoint(args: argparse.Namespace) -> AuditFailure | None:
     with _open_log(args) as log:
         note = log.checkpoint()
     if args.out:
         Path(args.out).write_text(note)
     else:
         sys.stdout.write(note)
-    return int(ExitCode.OK)
+    return None
 
 
 def _add_common(p: argparse.ArgumentParser) -> None:
@@ -254,7 +268,7 @@ def register(subparsers: Any) -> None:
         extra(sub)
 
 
-def cmd_ship(args: argparse.Namespace) -> int:
+def cmd_ship(args: argparse.Namespace) -> AuditFailure | None:
     from audit.ship import ShipError, ShipRejected, ShipUnreachable, ShipUnregistered, ship
 
     with _open_log(args) as log:
@@ -262,17 +276,17 @@ def cmd_ship(args: argparse.Namespace) -> int:
     try:
         result = ship(_db(args), args.dsn, max_batch=args.batch)
     except ShipUnregistered as exc:
-        raise CliError(f"shipment refused: {exc}", ExitCode.KEYS) from None
+        raise AuditCommandError(f"shipment refused: {exc}", AuditFailure.KEYS) from None
     except ShipRejected as exc:
-        raise CliError(f"shipment refused: {exc}", ExitCode.AUDIT) from None
+        raise AuditCommandError(f"shipment refused: {exc}", AuditFailure.AUDIT) from None
     except ShipUnreachable as exc:
-        raise CliError(f"{exc} (run again to resume)", ExitCode.AUDIT_STORE_UNREACHABLE) from None
+        raise AuditCommandError(f"{exc} (run again to resume)", AuditFailure.STORE_UNREACHABLE) from None
     except ShipError as exc:
-        raise CliError(f"{exc} (run again to resume)", ExitCode.FAILURE) from None
+        raise AuditCommandError(f"{exc} (run again to resume)", AuditFailure.FAILURE) from None
     print(f"shipped {result.shipped} entries of node {result.node_id}; central store holds {result.central_size}")
     if result.cosigned is not None:
         print(f"kept the witness's latest cosigned checkpoint (size {result.cosigned.split(chr(10))[1]})")
-    return int(ExitCode.OK)
+    return None
 
 
 def _register_ship(sub: Any) -> None:
@@ -288,22 +302,24 @@ def _retention_days(args: argparse.Namespace) -> int:
 
     value: str | int | None = args.retention
     if value is None:
-        home: Home = args.home_dir
+        home: StationHome = args.home_dir
         cfg = home.config / "audit.json"
         if cfg.is_file():
             try:
                 value = json.loads(cfg.read_text()).get("retention_days")
             except (ValueError, OSError, AttributeError) as exc:
-                raise CliError(f"{cfg}: unreadable ({exc.__class__.__name__})", ExitCode.CONFIG) from None
+                raise AuditCommandError(f"{cfg}: unreadable ({exc.__class__.__name__})", AuditFailure.CONFIG) from None
         if value is None:
-            raise CliError(f"no retention period: pass --retention or set retention_days in {cfg}", ExitCode.CONFIG)
+            raise AuditCommandError(
+                f"no retention period: pass --retention or set retention_days in {cfg}", AuditFailure.CONFIG
+            )
     try:
         return parse_retention(value)
     except RetentionError as exc:
-        raise CliError(str(exc), ExitCode.CONFIG) from None
+        raise AuditCommandError(str(exc), AuditFailure.CONFIG) from None
 
 
-def cmd_purge(args: argparse.Namespace) -> int:
+def cmd_purge(args: argparse.Namespace) -> AuditFailure | None:
     from audit.retention import PurgeRefused, purge
 
     days = _retention_days(args)
@@ -311,11 +327,11 @@ def cmd_purge(args: argparse.Namespace) -> int:
         try:
             result = purge(log, days, operator_id=args.operator, force=args.force)
         except PurgeRefused as exc:
-            raise CliError(str(exc), ExitCode.FAILURE) from None
+            raise AuditCommandError(str(exc), AuditFailure.FAILURE) from None
     forced = " (forced: recorded in the purge event)" if args.force else ""
     print(f"purged {result.removed} entries older than {days} days; log now starts at entry {result.first_kept}"
           + forced)
-    return int(ExitCode.OK)
+    return None
 
 
 def _register_purge(sub: Any) -> None:
@@ -329,7 +345,7 @@ def _register_purge(sub: Any) -> None:
     p.set_defaults(handler=cmd_purge)
 
 
-def cmd_export(args: argparse.Namespace) -> int:
+def cmd_export(args: argparse.Namespace) -> AuditFailure | None:
     from audit.export import ExportError, export_log, parse_time
 
     try:
@@ -343,9 +359,9 @@ def cmd_export(args: argparse.Namespace) -> int:
                 result = export_central(args.dsn, Path(args.out), fmt=args.format, from_ms=from_ms, to_ms=to_ms,
                                         event_type=args.type, node=args.node, overwrite=args.force)
             except CentralError as exc:
-                raise CliError(str(exc), ExitCode.FAILURE) from None
+                raise AuditCommandError(str(exc), AuditFailure.FAILURE) from None
             except StoreUnreachable as exc:
-                raise CliError(str(exc), ExitCode.AUDIT_STORE_UNREACHABLE) from None
+                raise AuditCommandError(str(exc), AuditFailure.STORE_UNREACHABLE) from None
         else:
             with _open_log(args) as log:
                 result = export_log(
@@ -353,30 +369,30 @@ def cmd_export(args: argparse.Namespace) -> int:
                     node=args.node, operator_id=args.operator, overwrite=args.force,
                 )
     except ExportError as exc:
-        raise CliError(str(exc), ExitCode.USAGE) from None
+        raise AuditCommandError(str(exc), AuditFailure.USAGE) from None
     except OSError as exc:
-        raise CliError(f"{args.out}: cannot write ({exc.strerror})", ExitCode.FAILURE) from None
+        raise AuditCommandError(f"{args.out}: cannot write ({exc.strerror})", AuditFailure.FAILURE) from None
     print(f"exported {result.rows} entries to {result.out} (checkpoint and proofs: {result.manifest})")
-    return int(ExitCode.OK)
+    return None
 
 
-def cmd_verify_export(args: argparse.Namespace) -> int:
+def cmd_verify_export(args: argparse.Namespace) -> AuditFailure | None:
     from audit.export import ExportError, verify_export
 
     keys = _keys_by_node(args.key)
     try:
         report = verify_export(Path(args.file), keys)
     except (ExportError, OSError) as exc:
-        raise CliError(str(exc), ExitCode.INPUT) from None
+        raise AuditCommandError(str(exc), AuditFailure.INPUT) from None
     for w in report.warnings:
         print(f"WARNING: {w}")
     for f in report.findings:
         print(f, file=sys.stderr)
     if not report.ok:
         print(f"export {args.file} FAILED verification ({len(report.findings)} findings)", file=sys.stderr)
-        return int(ExitCode.AUDIT)
+        return AuditFailure.AUDIT
     print(f"OK export {args.file}: {report.verified} of {report.rows} rows verified against signed checkpoints")
-    return int(ExitCode.OK)
+    return None
 
 
 def _register_export(sub: Any) -> None:
@@ -400,70 +416,70 @@ def _register_export(sub: Any) -> None:
     p.set_defaults(handler=cmd_verify_export)
 
 
-def cmd_central_init(args: argparse.Namespace) -> int:
+def cmd_central_init(args: argparse.Namespace) -> AuditFailure | None:
     from audit.store import StoreError, StoreUnreachable, init_schema
 
     try:
         init_schema(args.dsn)
     except StoreUnreachable as exc:
-        raise CliError(str(exc), ExitCode.AUDIT_STORE_UNREACHABLE) from None
+        raise AuditCommandError(str(exc), AuditFailure.STORE_UNREACHABLE) from None
     except StoreError as exc:
-        raise CliError(str(exc), ExitCode.CONFIG) from None
+        raise AuditCommandError(str(exc), AuditFailure.CONFIG) from None
     print("central audit store ready (tables, row-level security, roles cardbound_nodes and cardbound_witness)")
-    return int(ExitCode.OK)
+    return None
 
 
-def cmd_central_add_node(args: argparse.Namespace) -> int:
+def cmd_central_add_node(args: argparse.Namespace) -> AuditFailure | None:
     from audit.log import NODE_ID
     from audit.store import StoreError, StoreUnreachable, add_node
 
     if not NODE_ID.fullmatch(args.node):
-        raise CliError(f"invalid node id {args.node!r}", ExitCode.USAGE)
+        raise AuditCommandError(f"invalid node id {args.node!r}", AuditFailure.USAGE)
     try:
         key = load_verifier(Path(args.key))
     except (CheckpointError, ValueError, OSError) as exc:
-        raise CliError(f"{args.key}: unusable verifier key ({exc})", ExitCode.KEYS) from None
+        raise AuditCommandError(f"{args.key}: unusable verifier key ({exc})", AuditFailure.KEYS) from None
     if key.name != f"cardbound-audit-{args.node}":
-        raise CliError(f"{args.key} is the key of {key.name}, not of node {args.node}", ExitCode.KEYS)
+        raise AuditCommandError(f"{args.key} is the key of {key.name}, not of node {args.node}", AuditFailure.KEYS)
     password = _read_text(args.password_file).strip() if args.password_file else None
     try:
         role = add_node(args.dsn, args.node, key.encode(), role=args.role, password=password)
     except StoreUnreachable as exc:
-        raise CliError(str(exc), ExitCode.AUDIT_STORE_UNREACHABLE) from None
+        raise AuditCommandError(str(exc), AuditFailure.STORE_UNREACHABLE) from None
     except StoreError as exc:
-        raise CliError(str(exc), ExitCode.CONFIG) from None
+        raise AuditCommandError(str(exc), AuditFailure.CONFIG) from None
     print(f"registered node {args.node} (key {key.encode()}); it ships as PostgreSQL role {role}")
-    return int(ExitCode.OK)
+    return None
 
 
-def cmd_central_add_witness(args: argparse.Namespace) -> int:
+def cmd_central_add_witness(args: argparse.Namespace) -> AuditFailure | None:
     from audit.store import StoreUnreachable, add_witness
 
     try:
         add_witness(args.dsn, args.role)
     except StoreUnreachable as exc:
-        raise CliError(str(exc), ExitCode.AUDIT_STORE_UNREACHABLE) from None
+        raise AuditCommandError(str(exc), AuditFailure.STORE_UNREACHABLE) from None
     print(f"role {args.role} may now read the store and insert cosignatures")
-    return int(ExitCode.OK)
+    return None
 
 
-def cmd_witness(args: argparse.Namespace) -> int:
+def cmd_witness(args: argparse.Namespace) -> AuditFailure | None:
     from audit.store import StoreUnreachable
     from audit.witness import load_or_create_witness, witness_central
 
     try:
         witness = load_or_create_witness(Path(args.key), args.name)
     except (CheckpointError, ValueError, OSError) as exc:
-        raise CliError(f"{args.key}: unusable witness key ({exc})", ExitCode.KEYS) from None
+        raise AuditCommandError(f"{args.key}: unusable witness key ({exc})", AuditFailure.KEYS) from None
     try:
         done, refused = witness_central(args.dsn, witness)
     except StoreUnreachable as exc:
-        raise CliError(str(exc), ExitCode.AUDIT_STORE_UNREACHABLE) from None
+        raise AuditCommandError(str(exc), AuditFailure.STORE_UNREACHABLE) from None
     for c in done:
         print(f"cosigned node {c.node_id} at size {c.size}")
     for r in refused:
         print(f"REFUSED: {r}", file=sys.stderr)
-    return int(ExitCode.AUDIT if refused else ExitCode.OK)
+    return AuditFailure.AUDIT if refused else None
 
 
 def _register_central(sub: Any) -> None:

@@ -9,16 +9,16 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from cardbound.errors import CliError, ExitCode
+from biometric.errors import BiometricCommandError, BiometricFailure
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = subparsers.add_parser("biometric", help="face engine: 1:1 compare of two photos, accuracy report")
     sub = p.add_subparsers(dest="biometric_command", metavar="ACTION")
 
-    def usage(_args: argparse.Namespace) -> int:
+    def usage(_args: argparse.Namespace) -> BiometricFailure:
         p.print_help()
-        return int(ExitCode.USAGE)
+        return BiometricFailure.USAGE
 
     p.set_defaults(handler=usage)
 
@@ -52,13 +52,13 @@ def _guard(fn: Callable[[], int], lang: str = "en") -> int:
     try:
         return fn()
     except QualityFailure as exc:
-        raise CliError(f"quality: {exc.reason}: {exc.message(lang)}", ExitCode.QUALITY) from exc  # type: ignore[arg-type]
+        raise BiometricCommandError(f"quality: {exc.reason}: {exc.message(lang)}", BiometricFailure.QUALITY) from exc  # type: ignore[arg-type]
     except CameraError as exc:
-        raise CliError(str(exc), ExitCode.NO_CAMERA) from exc
+        raise BiometricCommandError(str(exc), BiometricFailure.NO_CAMERA) from exc
     except ImageError as exc:
-        raise CliError(f"{type(exc).__name__}: {exc}", ExitCode.INPUT) from exc
+        raise BiometricCommandError(f"{type(exc).__name__}: {exc}", BiometricFailure.INPUT) from exc
     except TemplateError as exc:
-        raise CliError(str(exc), ExitCode.TEMPLATE_INVALID) from exc
+        raise BiometricCommandError(str(exc), BiometricFailure.TEMPLATE_INVALID) from exc
 
 
 def _compare(args: argparse.Namespace) -> int:
@@ -67,7 +67,7 @@ def _compare(args: argparse.Namespace) -> int:
 
         threshold = DEFAULT_THRESHOLD if args.threshold is None else args.threshold
         if not 0.0 < threshold < 2.0:
-            raise CliError("--threshold must be in (0, 2)", ExitCode.USAGE)
+            raise BiometricCommandError("--threshold must be in (0, 2)", BiometricFailure.USAGE)
         engine = FaceEngine(quality=PRESETS[args.preset])
         several = args.allow_several
         with sensitive(load_path(args.photo1)) as f1, sensitive(engine.analyse(f1, allow_several=several)) as s1:
@@ -83,7 +83,7 @@ def _compare(args: argparse.Namespace) -> int:
             print(json.dumps({"distance": round(distance, 4), "threshold": threshold, "match": match}))
         else:
             print(f"distance {distance:.4f}  threshold {threshold:.4f}  {'MATCH' if match else 'NO MATCH'}")
-        return int(ExitCode.OK)
+        return 0
 
     return _guard(run, args.lang)
 
@@ -96,13 +96,13 @@ def _evaluate(args: argparse.Namespace) -> int:
 
     for path, what in ((args.pairs, "--pairs"), (args.tune_on, "--tune-on")):
         if path is not None and not path.is_file():
-            raise CliError(f"{what} {path}: no such file", ExitCode.INPUT)
+            raise BiometricCommandError(f"{what} {path}: no such file", BiometricFailure.INPUT)
     if not args.images.is_dir():
-        raise CliError(f"--images {args.images}: no such directory", ExitCode.INPUT)
+        raise BiometricCommandError(f"--images {args.images}: no such directory", BiometricFailure.INPUT)
     config = EngineConfig()
     if args.jitters is not None:
         if args.jitters < 0:
-            raise CliError("--jitters must be >= 0", ExitCode.USAGE)
+            raise BiometricCommandError("--jitters must be >= 0", BiometricFailure.USAGE)
         config = replace(config, enrol_jitters=args.jitters)
     try:
         report: dict[str, Any] = evaluate(
@@ -116,9 +116,9 @@ def _evaluate(args: argparse.Namespace) -> int:
             stock=not args.no_stock,
         )
     except PairsFormatError as exc:
-        raise CliError(str(exc), ExitCode.INPUT) from exc
+        raise BiometricCommandError(str(exc), BiometricFailure.INPUT) from exc
     except FileNotFoundError as exc:
-        raise CliError(str(exc), ExitCode.INPUT) from exc
+        raise BiometricCommandError(str(exc), BiometricFailure.INPUT) from exc
     sys.stdout.flush()
     print(json.dumps(report, separators=(",", ":")))
-    return int(ExitCode.OK)
+    return 0

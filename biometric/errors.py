@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from enum import Enum
+
 
 class BiometricError(Exception):
     """Base class of every error raised by `biometric`."""
@@ -41,3 +43,21 @@ class CameraError(ImageError):
 
 class TemplateError(BiometricError):
     """A template byte string or array is invalid (length, non-finite values, norm out of range)."""
+
+
+class BiometricFailure(Enum):
+    """Why a `cardbound biometric ...` command stopped (the command layer maps it to an exit code)."""
+
+    USAGE = "usage"
+    INPUT = "input"  # image, pairs file or image folder unusable
+    NO_CAMERA = "no_camera"
+    QUALITY = "quality"  # no face passed the quality gate
+    TEMPLATE_INVALID = "template_invalid"
+
+
+class BiometricCommandError(BiometricError):
+    """A biometric command cannot complete; the message is one line, never biometric content."""
+
+    def __init__(self, message: str, failure: BiometricFailure) -> None:
+        super().__init__(message)
+        self.failure = failure

@@ -6,19 +6,19 @@ import argparse
 from typing import Any
 
 from card import apdu, transport
+from card.errors import CardCommandError, CardFailure
 from card.piv import PivFormatError, PivSession
 from card.virtual import main as virtual_main
 from card.virtual.image import ImageError
-from cardbound.errors import CliError, ExitCode
 
 
 def _readers(args: argparse.Namespace) -> int:
     try:
         readers = transport.list_readers()
     except transport.PcscUnavailableError as exc:
-        raise CliError(f"PC/SC unavailable: is pcscd running? ({exc})", ExitCode.NO_READER) from None
+        raise CardCommandError(f"PC/SC unavailable: is pcscd running? ({exc})", CardFailure.NO_READER) from None
     if not readers:
-        raise CliError("no PC/SC reader found", ExitCode.NO_READER)
+        raise CardCommandError("no PC/SC reader found", CardFailure.NO_READER)
     for name in readers:
         print(name)
     return 0
@@ -40,15 +40,15 @@ def _info(args: argparse.Namespace) -> int:
                 print(f"guid: {session.get_chuid().guid.hex()}")
             print(f"sealed template: {'none' if template is None else f'{len(template)} bytes'}")
     except transport.NoReaderError as exc:
-        raise CliError(str(exc), ExitCode.NO_READER) from None
+        raise CardCommandError(str(exc), CardFailure.NO_READER) from None
     except transport.PcscUnavailableError as exc:
-        raise CliError(f"PC/SC unavailable: is pcscd running? ({exc})", ExitCode.NO_READER) from None
+        raise CardCommandError(f"PC/SC unavailable: is pcscd running? ({exc})", CardFailure.NO_READER) from None
     except transport.NoCardError as exc:
-        raise CliError(str(exc), ExitCode.NO_CARD) from None
+        raise CardCommandError(str(exc), CardFailure.NO_CARD) from None
     except transport.ConnectionLostError as exc:
-        raise CliError(str(exc), ExitCode.CARD_REMOVED) from None
+        raise CardCommandError(str(exc), CardFailure.CARD_REMOVED) from None
     except (transport.TransportError, apdu.ApduError, PivFormatError) as exc:
-        raise CliError(f"card error: {exc}", ExitCode.CARD_ERROR) from None
+        raise CardCommandError(f"card error: {exc}", CardFailure.CARD_ERROR) from None
     return 0
 
 
@@ -56,7 +56,7 @@ def _virtual(args: argparse.Namespace) -> int:
     try:
         return virtual_main.run(args)
     except ImageError as exc:
-        raise CliError(str(exc), ExitCode.INPUT) from None
+        raise CardCommandError(str(exc), CardFailure.INPUT) from None
 
 
 def register(subparsers: Any) -> None:

@@ -10,8 +10,8 @@ from typing import Any
 from cryptography.hazmat.primitives import serialization
 
 from card import pki
+from card.errors import CardCommandError, CardFailure
 from card.keystore import KeyStore, KeystoreError
-from cardbound.errors import CliError, ExitCode
 
 
 def _open(args: argparse.Namespace) -> KeyStore:
@@ -48,7 +48,7 @@ def _retire_verifier(args: argparse.Namespace) -> int:
     try:
         kid = bytes.fromhex(args.kid)
     except ValueError as exc:
-        raise CliError(f"not a key id: {args.kid!r}", ExitCode.USAGE) from exc
+        raise CardCommandError(f"not a key id: {args.kid!r}", CardFailure.USAGE) from exc
     _open(args).retire_verifier(kid)
     print(f"verifier key {args.kid} retired")
     return 0
@@ -58,7 +58,7 @@ def _revoke_card(args: argparse.Namespace) -> int:
     try:
         guid = bytes.fromhex(args.guid.replace("-", ""))
     except ValueError as exc:
-        raise CliError(f"not a card GUID: {args.guid!r}", ExitCode.USAGE) from exc
+        raise CardCommandError(f"not a card GUID: {args.guid!r}", CardFailure.USAGE) from exc
     crl = _open(args).revoke_card(guid)
     print(f"card {guid.hex()} revoked; CRL number {pki.crl_number(crl)}: export it to every gate")
     return 0
@@ -103,9 +103,9 @@ def _guard(fn: Any) -> Any:
         try:
             return int(fn(args))
         except KeystoreError as exc:
-            raise CliError(str(exc), ExitCode.KEYS) from exc
+            raise CardCommandError(str(exc), CardFailure.KEYS) from exc
         except OSError as exc:
-            raise CliError(f"keystore I/O error: {exc}", ExitCode.KEYS) from exc
+            raise CardCommandError(f"keystore I/O error: {exc}", CardFailure.KEYS) from exc
 
     return run
 

@@ -1,8 +1,8 @@
 """Composition root of cardbound: command line, configuration and the station's home directory.
 
 Only this package wires the others together. Library code in `biometric`, `card`, `audit`, `enrol`, `verify`
-and `iso27001_evidence` never imports it; their thin `cli.py` adapters may import the leaf modules
-`cardbound.errors` (CliError, ExitCode) and `cardbound.home` (Home).
+and `iso27001_evidence` never imports it: their thin `cli.py` adapters raise their own package's typed errors and
+return outcomes (a gate `Reason`, a failure enum), and `cardbound.exits` alone maps those to exit codes.
 """
 
 import sys

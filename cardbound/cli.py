@@ -1,7 +1,8 @@
 """The `cardbound` command. Each package contributes its own sub-commands through `register(subparsers)`.
 
-Errors that a user can act on are raised as `CliError` (or any exception the sub-command maps to one) and
-printed as one clear line with a distinct exit code; a traceback is a bug.
+Errors that a user can act on are raised by the sub-commands as their package's typed errors (`CliError` here)
+and printed as one clear line; `cardbound.exits` is the only place that turns errors and outcomes into exit
+codes. A traceback is a bug.
 """
 
 from __future__ import annotations
@@ -13,7 +14,8 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from cardbound import __version__
-from cardbound.errors import CliError, ExitCode
+from cardbound.errors import ExitCode
+from cardbound.exits import error_exit_code, exit_code
 from cardbound.home import ENV_VAR, Home
 
 # Modules that expose `register(subparsers: argparse._SubParsersAction) -> None`. A module that is not
@@ -29,7 +31,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "audit.cli",
 )
 
-Handler = Callable[[argparse.Namespace], int | None]
+Handler = Callable[[argparse.Namespace], object]  # None, an int, or an outcome enum (see cardbound.exits)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -66,15 +68,23 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return ExitCode.USAGE if args.command else ExitCode.OK
     args.home_dir = Home.resolve(args.home)
+    return dispatch(handler, args)
+
+
+def dispatch(handler: Handler, args: argparse.Namespace) -> int:
+    """Run one sub-command's handler and turn its outcome, or the typed error it raised, into the exit code."""
     try:
-        rc = handler(args)
-    except CliError as exc:
-        print(f"cardbound: error: {exc}", file=sys.stderr)
-        return int(exc.exit_code)
+        outcome = handler(args)
     except KeyboardInterrupt:
         print("cardbound: interrupted", file=sys.stderr)
-        return ExitCode.INTERRUPTED
-    return ExitCode.OK if rc is None else int(rc)
+        return int(ExitCode.INTERRUPTED)
+    except Exception as exc:
+        code = error_exit_code(exc)
+        if code is None:
+            raise  # not an error the user can act on: a bug, and the traceback says where
+        print(f"cardbound: error: {exc}", file=sys.stderr)
+        return code
+    return exit_code(outcome)
 
 
 if __name__ == "__main__":

@@ -24,11 +24,11 @@ from card.personalise import read_guid, read_sealed_template, write_sealed_templ
 from card.piv import DEFAULT_MANAGEMENT_KEY, ManagementKeyType, ObjectId, PivSession
 from card.virtual.harness import PcscDaemon, VirtualCardProcess
 from cardbound.home import Home
-from enrol.cli import worker_capture
+from enrol.facecapture import worker_capture
 from enrol.flow import EnrolRequest, enrol
 from verify.banlist import BanEntry, format_banlist, load_key, pseudonymise
-from verify.cli import worker_match
 from verify.decision import Decision
+from verify.facematch import worker_match
 from verify.flow import Gate
 from verify.station import load_settings
 

@@ -10,26 +10,15 @@ from pathlib import Path
 
 from audit import AuditLog
 from biometric.capture import SampleSource
-from biometric.isolation import FaceWorker, IsolationError, SampleUnusable
-from biometric.quality import QualityReason, message
+from biometric.isolation import FaceWorker, IsolationError
 from card import transport
 from card.keystore import KeyStore, KeystoreError
 from card.piv import PivSession
-from cardbound.errors import CliError, ExitCode
-from enrol.flow import CapturedTemplate, CaptureRefused, EnrolError, EnrolFailure, EnrolRequest, enrol
+from enrol.errors import EnrolCommandError, EnrolCommandFailure
+from enrol.facecapture import worker_capture
+from enrol.flow import EnrolError, EnrolFailure, EnrolRequest, enrol
 
-EXIT_FOR: dict[EnrolFailure, ExitCode] = {
-    EnrolFailure.NO_READER: ExitCode.NO_READER,
-    EnrolFailure.NO_CARD: ExitCode.NO_CARD,
-    EnrolFailure.CARD_REMOVED: ExitCode.CARD_REMOVED,
-    EnrolFailure.CARD_ERROR: ExitCode.CARD_ERROR,
-    EnrolFailure.ALREADY_ENROLLED: ExitCode.CARD_ALREADY_ENROLLED,
-    EnrolFailure.QUALITY: ExitCode.QUALITY,
-    EnrolFailure.NO_CAMERA: ExitCode.NO_CAMERA,
-    EnrolFailure.BAD_INPUT: ExitCode.INPUT,
-    EnrolFailure.READ_BACK_MISMATCH: ExitCode.CARD_ERROR,
-    EnrolFailure.KEYS: ExitCode.KEYS,
-}
+USAGE = EnrolCommandFailure.USAGE
 CATEGORY_CHARS = set("abcdefghijklmnopqrstuvwxyz0123456789_-")
 
 
@@ -69,10 +58,10 @@ def _parse_valid_until(text: str) -> datetime:
     try:
         day = date.fromisoformat(text)
     except ValueError:
-        raise CliError(f"--valid-until {text!r} is not a date (YYYY-MM-DD)", ExitCode.USAGE) from None
+        raise EnrolCommandError(f"--valid-until {text!r} is not a date (YYYY-MM-DD)", USAGE) from None
     when = datetime.combine(day, time(23, 59, 59), UTC)
     if when <= datetime.now(UTC):
-        raise CliError(f"--valid-until {text} is in the past", ExitCode.USAGE)
+        raise EnrolCommandError(f"--valid-until {text} is in the past", USAGE)
     return when
 
 
@@ -80,28 +69,10 @@ def _parse_holder_ref(text: str) -> bytes:
     try:
         ref = bytes.fromhex(text)
     except ValueError:
-        raise CliError("--holder-ref must be hexadecimal", ExitCode.USAGE) from None
+        raise EnrolCommandError("--holder-ref must be hexadecimal", USAGE) from None
     if not 8 <= len(ref) <= 32:
-        raise CliError("--holder-ref must be 8 to 32 bytes (16 to 64 hex digits)", ExitCode.USAGE)
+        raise EnrolCommandError("--holder-ref must be 8 to 32 bytes (16 to 64 hex digits)", USAGE)
     return ref
-
-
-def worker_capture(worker: FaceWorker, source: SampleSource, samples: int, lang: str) -> CapturedTemplate:
-    try:
-        got = worker.enrol_template(source, max_samples=samples)
-    except SampleUnusable as exc:
-        failure = EnrolFailure.NO_CAMERA if exc.kind == "CameraError" else EnrolFailure.BAD_INPUT
-        raise CaptureRefused(failure, str(exc)) from None
-    except IsolationError as exc:
-        raise CaptureRefused(EnrolFailure.BAD_INPUT, f"biometric worker failed: {exc}") from None
-    if got.template is None:
-        first = QualityReason(got.reasons[0]) if got.reasons else QualityReason.NO_FACE
-        raise CaptureRefused(
-            EnrolFailure.QUALITY,
-            f"no frame passed the quality gate ({got.frames_seen} tried): {message(first, lang)}",  # type: ignore[arg-type]
-            got.reasons,
-        )
-    return CapturedTemplate(got.template, got.frames_used, got.frames_seen, got.quality)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -109,11 +80,11 @@ def run(args: argparse.Namespace) -> int:
     holder_ref = _parse_holder_ref(args.holder_ref)
     category = args.category.strip().lower()
     if not category or not set(category) <= CATEGORY_CHARS or len(category) > 32:
-        raise CliError("--category must be a short lowercase word (letters, digits, - and _)", ExitCode.USAGE)
+        raise EnrolCommandError("--category must be a short lowercase word (letters, digits, - and _)", USAGE)
     if args.photo:
         missing = [str(p) for p in args.photo if not p.is_file()]
         if missing:
-            raise CliError(f"photo not found: {', '.join(missing)}", ExitCode.INPUT)
+            raise EnrolCommandError(f"photo not found: {', '.join(missing)}", EnrolFailure.BAD_INPUT)
         source = SampleSource.photos(*(str(p) for p in args.photo))
     else:
         source = SampleSource("camera", device=args.camera, max_frames=args.frames)
@@ -122,13 +93,15 @@ def run(args: argparse.Namespace) -> int:
         keys = KeyStore.open(home.keystore)
         station = keys.station_credentials(args.station)
     except KeystoreError as exc:
-        raise CliError(f"keystore: {exc} (run `cardbound keys init` and `issue-station`)", ExitCode.KEYS) from None
+        raise EnrolCommandError(
+            f"keystore: {exc} (run `cardbound keys init` and `issue-station`)", EnrolFailure.KEYS
+        ) from None
     # Checked before any capture: a gate would refuse a template that outlives its station certificate.
     if valid_until > station.certificate.not_valid_after_utc:
-        raise CliError(
+        raise EnrolCommandError(
             f"--valid-until {args.valid_until} is after the station certificate's end "
             f"({station.certificate.not_valid_after_utc:%Y-%m-%d}); choose an earlier date or renew the station",
-            ExitCode.USAGE,
+            USAGE,
         )
     request = EnrolRequest(
         holder_ref=holder_ref,
@@ -158,14 +131,14 @@ def run(args: argparse.Namespace) -> int:
         if args.json:
             print(json.dumps({"result": "refused", "failure": exc.failure.value, "reasons": list(exc.reasons),
                               "message": str(exc)}))
-        raise CliError(f"enrolment refused ({exc.failure.value}): {exc}", EXIT_FOR[exc.failure]) from None
+        raise EnrolCommandError(f"enrolment refused ({exc.failure.value}): {exc}", exc.failure) from None
     except transport.TransportError as exc:  # reader or card missing before the flow started
         failure = EnrolFailure.NO_CARD
         if isinstance(exc, transport.NoReaderError | transport.PcscUnavailableError):
             failure = EnrolFailure.NO_READER
-        raise CliError(f"enrolment refused ({failure.value}): {exc}", EXIT_FOR[failure]) from None
+        raise EnrolCommandError(f"enrolment refused ({failure.value}): {exc}", failure) from None
     except IsolationError as exc:
-        raise CliError(f"biometric worker could not start: {exc}", ExitCode.FAILURE) from None
+        raise EnrolCommandError(f"biometric worker could not start: {exc}", EnrolCommandFailure.WORKER) from None
     if args.json:
         print(json.dumps(result.as_dict()))
     else:

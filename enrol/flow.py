@@ -36,8 +36,8 @@ from card.personalise import PersonalisationError
 from card.piv import PivFormatError, PivSession
 from card.sealed import CardBinding, TemplateHeader
 from card.transport import ConnectionLostError, NoCardError, NoReaderError, TransportError
+from card.values import CardId
 from enrol.cardside import CardNotUsable, ReadBackMismatch, ensure_personalised, inspect_card, write_and_check
-from verify.decision import pseudonymous_card_id
 
 # CBEFF format owner/type for the sealed header. 0x0103 is not a registered IBIA owner: cardbound's own private
 # value, documented in docs/card.md, until the processor registers one.
@@ -198,7 +198,7 @@ def enrol(
     except _CARD_ERRORS as exc:
         raise refused(_card_failure(exc)) from None
     if identity.guid:
-        card_id = pseudonymous_card_id(identity.guid)
+        card_id = CardId.of(identity.guid)
     timings["inspect"] = (time.perf_counter() - t_start) * 1000
 
     t = time.perf_counter()
@@ -215,7 +215,7 @@ def enrol(
         except _CARD_ERRORS as exc:
             raise refused(_card_failure(exc)) from None
         assert identity.public_key is not None
-        card_id = pseudonymous_card_id(identity.guid)
+        card_id = CardId.of(identity.guid)
         timings["personalise"] = (time.perf_counter() - t) * 1000
 
         t = time.perf_counter()

@@ -12,38 +12,18 @@ from pathlib import Path
 
 from audit import AuditLog
 from biometric.capture import SampleSource
-from biometric.isolation import FaceWorker, IsolationError, SampleUnusable
+from biometric.isolation import FaceWorker, IsolationError
 from card import transport
 from card.keystore import KeyStore, KeystoreError, load_gate_trust
 from card.piv import PivSession
 from card.sealed import GateTrust
-from cardbound.errors import CliError, ExitCode
 from verify.config import ConfigError
 from verify.decision import Decision, Reason
-from verify.flow import Gate, Match, ProbeOutcome
+from verify.errors import GateCommandError, GateFailure
+from verify.facematch import worker_match
+from verify.flow import Gate
 from verify.station import GateConfigError, GateSettings, NoSourceError
 from verify.station import load_settings as _load_settings
-
-EXIT_FOR_REASON: dict[Reason, ExitCode] = {
-    Reason.ACCEPTED: ExitCode.OK,
-    Reason.ACCEPTED_NO_BIOMETRIC: ExitCode.OK,
-    Reason.NO_CARD: ExitCode.NO_CARD,
-    Reason.CARD_REMOVED: ExitCode.CARD_REMOVED,
-    Reason.CARD_ERROR: ExitCode.CARD_ERROR,
-    Reason.NOT_ENROLLED: ExitCode.CARD_NOT_ENROLLED,
-    Reason.TEMPLATE_INVALID: ExitCode.TEMPLATE_INVALID,
-    Reason.TEMPLATE_EXPIRED: ExitCode.TEMPLATE_EXPIRED,
-    Reason.WRONG_CARD: ExitCode.WRONG_CARD,
-    Reason.FACE_MISMATCH: ExitCode.FACE_MISMATCH,
-    Reason.BANNED: ExitCode.BANNED,
-    Reason.CATEGORY_NOT_ADMITTED: ExitCode.CATEGORY_NOT_ADMITTED,
-    Reason.CARD_REVOKED: ExitCode.CARD_REVOKED,
-    Reason.CARD_AUTH_FAILED: ExitCode.CARD_AUTH_FAILED,
-    Reason.CARD_CERT_INVALID: ExitCode.CARD_CERT_INVALID,
-    Reason.CAMERA_ERROR: ExitCode.NO_CAMERA,
-    Reason.NO_LIVE_FACE: ExitCode.QUALITY,
-    Reason.INTERNAL_ERROR: ExitCode.FAILURE,
-}
 
 
 def _add_source_args(p: argparse.ArgumentParser, required: bool) -> None:
@@ -121,7 +101,7 @@ def load_settings(config: Path | None, home: object, *, gate_id: str | None = No
         settings.security_level()  # fail now, not at the first card, if the runtime state is broken
         return settings
     except (GateConfigError, ConfigError) as exc:
-        raise CliError(str(exc), ExitCode.CONFIG) from None
+        raise GateCommandError(str(exc), GateFailure.CONFIG) from None
 
 
 def _source(args: argparse.Namespace, settings: GateSettings) -> SampleSource:
@@ -136,7 +116,7 @@ def _source(args: argparse.Namespace, settings: GateSettings) -> SampleSource:
     try:
         return settings.default_source(args.max_frames)
     except NoSourceError as exc:
-        raise CliError(str(exc), ExitCode.USAGE) from None
+        raise GateCommandError(str(exc), GateFailure.USAGE) from None
 
 
 def _trust(args: argparse.Namespace) -> GateTrust:
@@ -145,23 +125,7 @@ def _trust(args: argparse.Namespace) -> GateTrust:
             return load_gate_trust(args.trust)
         return KeyStore.open(args.home_dir.keystore).gate_trust()
     except (KeystoreError, ValueError, OSError) as exc:
-        raise CliError(f"gate trust: {exc}", ExitCode.KEYS) from None
-
-
-def worker_match(worker: FaceWorker, source: SampleSource, budget_s: float) -> Match:
-    def match(reference: bytearray, threshold: float) -> ProbeOutcome:
-        try:
-            res = worker.verify_probe(reference, source, threshold=threshold, budget_s=budget_s)
-        except SampleUnusable as exc:
-            failed = Reason.CAMERA_ERROR if exc.kind == "CameraError" else Reason.NO_LIVE_FACE
-            return ProbeOutcome(None, failed, f"{exc.kind}: {exc}")
-        except IsolationError as exc:
-            return ProbeOutcome(None, Reason.INTERNAL_ERROR, str(exc))
-        reason: Reason | None = None if res.distance is not None else Reason.NO_LIVE_FACE
-        detail = ",".join(dict.fromkeys(res.reasons)) if res.distance is None else ""
-        return ProbeOutcome(res.distance, reason, detail, res.capture_ms, res.compare_ms)
-
-    return match
+        raise GateCommandError(f"gate trust: {exc}", GateFailure.KEYS) from None
 
 
 @dataclass
@@ -184,7 +148,7 @@ def _runtime(args: argparse.Namespace, source: SampleSource, settings: GateSetti
         worker.start()
     except IsolationError as exc:
         log.close()
-        raise CliError(f"biometric worker: {exc}", ExitCode.FAILURE) from None
+        raise GateCommandError(f"biometric worker: {exc}", GateFailure.WORKER) from None
     gate = Gate(
         gate_id=settings.gate_id,
         trust=trust,
@@ -202,9 +166,9 @@ def decide_on_reader(gate: Gate, reader: str | None, card_timeout: float) -> Dec
     try:
         conn = transport.connect(reader, timeout=card_timeout)
     except transport.NoReaderError as exc:
-        raise CliError(str(exc), ExitCode.NO_READER) from None
+        raise GateCommandError(str(exc), GateFailure.NO_READER) from None
     except transport.PcscUnavailableError as exc:
-        raise CliError(f"PC/SC unavailable: {exc}", ExitCode.NO_READER) from None
+        raise GateCommandError(f"PC/SC unavailable: {exc}", GateFailure.NO_READER) from None
     except transport.NoCardError:
         return Decision(Reason.NO_CARD, gate.gate_id, security_level=gate.security_level())
     except transport.TransportError as exc:
@@ -219,7 +183,7 @@ def _emit(decision: Decision, lang: str) -> None:
           file=sys.stderr, flush=True)
 
 
-def run_once(args: argparse.Namespace) -> int:
+def run_once(args: argparse.Namespace) -> Reason:
     settings = load_settings(args.config, args.home_dir, gate_id=args.gate_id)
     source = _source(args, settings)
     rt = _runtime(args, source, settings)
@@ -228,7 +192,7 @@ def run_once(args: argparse.Namespace) -> int:
     finally:
         rt.close()
     _emit(decision, args.lang)
-    return int(EXIT_FOR_REASON.get(decision.reason, ExitCode.REJECTED))
+    return decision.reason
 
 
 def _door(hook: str, decision: Decision) -> None:
@@ -246,9 +210,9 @@ def run_gate(args: argparse.Namespace) -> int:
         available = transport.list_readers()
         readers = [transport.resolve_reader(r, available) for r in names] if names else available
     except transport.TransportError as exc:
-        raise CliError(f"PC/SC unavailable: {exc}", ExitCode.NO_READER) from None
+        raise GateCommandError(f"PC/SC unavailable: {exc}", GateFailure.NO_READER) from None
     if not readers:
-        raise CliError("no PC/SC reader found", ExitCode.NO_READER)
+        raise GateCommandError("no PC/SC reader found", GateFailure.NO_READER)
     rt = _runtime(args, source, settings)
     lock = threading.Lock()  # one worker: decisions on several readers are serialised
     stop = threading.Event()
@@ -271,7 +235,7 @@ def run_gate(args: argparse.Namespace) -> int:
                     return
                 try:
                     decision = decide_on_reader(rt.gate, reader, 2.0)
-                except CliError as exc:  # the reader vanished (unplugged, pcscd restarted): keep watching
+                except GateCommandError as exc:  # the reader vanished (unplugged, pcscd restarted): keep watching
                     print(f"reader {reader}: {exc}; retrying", file=sys.stderr, flush=True)
                     stop.wait(1.0)
                     continue
@@ -327,18 +291,18 @@ def run_pseudonymise(args: argparse.Namespace) -> int:
         try:
             fd = os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         except FileExistsError:
-            raise CliError(f"{key_file} already exists; not replaced", ExitCode.KEYS) from None
+            raise GateCommandError(f"{key_file} already exists; not replaced", GateFailure.KEYS) from None
         with os.fdopen(fd, "w") as f:
             f.write(secrets.token_hex(32) + "\n")
         print(f"new holder-reference key written to {key_file}", file=sys.stderr)
     try:
         key = load_key(key_file)
     except BanListError as exc:
-        raise CliError(f"{exc} (create one with --new-key)", ExitCode.KEYS) from None
+        raise GateCommandError(f"{exc} (create one with --new-key)", GateFailure.KEYS) from None
     line = sys.stdin.readline().strip()
     try:
         ref = pseudonymise(line, key)
     except InvalidNationalNumber as exc:
-        raise CliError(f"not a valid national register number: {exc}", ExitCode.INPUT) from None
+        raise GateCommandError(f"not a valid national register number: {exc}", GateFailure.INPUT) from None
     print(ref.hex())
     return 0

@@ -7,11 +7,12 @@ card id.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
+
+from card.values import CardId
 
 
 class Reason(StrEnum):
@@ -101,9 +102,10 @@ MESSAGES: dict[Reason, dict[str, str]] = {
 }
 
 
-def pseudonymous_card_id(guid: bytes) -> str:
-    """A stable, non-reversible card id for logs: the GUID itself stays on the card and in the CHUID."""
-    return hashlib.sha256(b"cardbound/card-id/v1\x00" + guid).hexdigest()[:16]
+def pseudonymous_card_id(guid: bytes) -> CardId:
+    """A stable, non-reversible card id for logs: the GUID itself stays on the card and in the CHUID. One
+    definition: `card.values.CardId.of` (raises `InvalidValue` for a GUID that is not 16 bytes)."""
+    return CardId.of(guid)
 
 
 @dataclass

@@ -21,10 +21,9 @@ def run_cli(argv: list[str]) -> int:
     `cardbound.cli.main`, without importing the other areas' command modules (their work in progress must not
     turn these tests red). `test_cli_wiring` checks the real composition root separately."""
     import argparse
-    import sys
 
     from audit import cli as audit_cli
-    from cardbound.errors import CliError
+    from cardbound.cli import dispatch
     from cardbound.home import Home
 
     parser = argparse.ArgumentParser(prog="cardbound")
@@ -32,8 +31,4 @@ def run_cli(argv: list[str]) -> int:
     audit_cli.register(parser.add_subparsers(dest="command"))
     args = parser.parse_args(argv)
     args.home_dir = Home.resolve(args.home)
-    try:
-        return int(args.handler(args) or 0)
-    except CliError as exc:
-        print(f"cardbound: error: {exc}", file=sys.stderr)
-        return int(exc.exit_code)
+    return dispatch(args.handler, args)

@@ -15,9 +15,9 @@ from card import transport
 from card.keystore import KeyStore
 from card.piv import PivSession
 from card.virtual.harness import VirtualCardProcess
-from enrol.cli import worker_capture
+from enrol.facecapture import worker_capture
 from enrol.flow import EnrolRequest, enrol
-from verify.cli import worker_match
+from verify.facematch import worker_match
 from verify.flow import Gate
 from verify.station import BuiltinPolicy
 

@@ -1,0 +1,28 @@
+"""The enrolment flow's capture step through the sandboxed worker: `worker_capture` adapts
+`FaceWorker.enrol_template` to the `Capture` callable `enrol` takes. Used by `cardbound enrol`, the desk, the demo
+and the benchmarks alike."""
+
+from __future__ import annotations
+
+from biometric.capture import SampleSource
+from biometric.isolation import FaceWorker, IsolationError, SampleUnusable
+from biometric.quality import QualityReason, message
+from enrol.flow import CapturedTemplate, CaptureRefused, EnrolFailure
+
+
+def worker_capture(worker: FaceWorker, source: SampleSource, samples: int, lang: str) -> CapturedTemplate:
+    try:
+        got = worker.enrol_template(source, max_samples=samples)
+    except SampleUnusable as exc:
+        failure = EnrolFailure.NO_CAMERA if exc.kind == "CameraError" else EnrolFailure.BAD_INPUT
+        raise CaptureRefused(failure, str(exc)) from None
+    except IsolationError as exc:
+        raise CaptureRefused(EnrolFailure.BAD_INPUT, f"biometric worker failed: {exc}") from None
+    if got.template is None:
+        first = QualityReason(got.reasons[0]) if got.reasons else QualityReason.NO_FACE
+        raise CaptureRefused(
+            EnrolFailure.QUALITY,
+            f"no frame passed the quality gate ({got.frames_seen} tried): {message(first, lang)}",  # type: ignore[arg-type]
+            got.reasons,
+        )
+    return CapturedTemplate(got.template, got.frames_used, got.frames_seen, got.quality)
