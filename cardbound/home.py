@@ -83,10 +83,23 @@ class Home:
         try:  # O_EXCL: two processes starting in one new home agree on the first id written
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
         except FileExistsError:
-            return _clean_node_id(path.read_text().strip()) or node
+            return self._written_node_id(path)
         with os.fdopen(fd, "w") as fh:
             fh.write(node + "\n")
         return node
+
+
+    @staticmethod
+    def _written_node_id(path: Path) -> str:
+        """The id another process just created: it may not have written it yet (a few ms at most)."""
+        import time
+
+        for _ in range(200):
+            text = path.read_text().strip()
+            if text:
+                return _clean_node_id(text)
+            time.sleep(0.005)
+        raise OSError(f"{path}: empty node id")
 
 
 def _clean_node_id(name: str) -> str:
