@@ -15,5 +15,10 @@ def test_cardbound_audit_help_lists_actions() -> None:
         timeout=60,
     )
     assert out.returncode == 0, out.stderr[-2000:]
-    for action in ("verify", "checkpoint", "ship", "purge", "export", "verify-export"):
+    for action in ("verify", "checkpoint", "ship", "purge", "export", "verify-export", "central", "witness"):
         assert action in out.stdout
+    central = subprocess.run(
+        [sys.executable, "-m", "cardbound.cli", "audit", "central", "--help"], capture_output=True, text=True,
+        cwd=REPO, timeout=60,
+    )
+    assert central.returncode == 0 and "init" in central.stdout and "add-node" in central.stdout
