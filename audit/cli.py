@@ -200,6 +200,11 @@ def cmd_verify(args: argparse.Namespace) -> AuditFailure | None:
         finding = check_cosigned(cosigned, _witness_keys(args))
         if finding is not None:
             report.add(finding[0], finding[1], "warning" if finding[0] == "witness-unchecked" else "error")
+    elif _witness_keys(args):
+        # A station that works with a witness but keeps no cosigned checkpoint: never shipped since the witness
+        # started, or the file went with a roll-back. Visible, not a failure.
+        report.add("no-cosigned-checkpoint", f"no cosigned checkpoint kept beside the log ({kept}): roll-back is "
+                   "only detectable against the central store or a kept --checkpoint", "warning")
     if not _print_report(report, "OK" if key is not None else "NOT CONTRADICTED (unverified key)"):
         return AuditFailure.AUDIT
     if key is None:

@@ -132,6 +132,13 @@ def test_rolled_back_database_is_caught_against_the_witness(
     assert "ROLLED-BACK: database rolled back to an older copy: it holds 40 entries" in err
     assert "cosigned by the witness" in err and "covers 75" in err
 
+    # The kept file gone too: said so (a warning), since only the central store can tell now.
+    saved = kept.read_text()
+    kept.unlink()
+    run_cli(["--home", str(home), "audit", "verify", "--witness-key", wpub])
+    assert "NO-COSIGNED-CHECKPOINT: no cosigned checkpoint kept beside the log" in capsys.readouterr().out
+    kept.write_text(saved)
+
     # A forged cosignature line on the kept checkpoint is named too.
     text = kept.read_text()
     line = [ln for ln in text.splitlines() if ln.startswith("— cardbound-witness ")][0]
