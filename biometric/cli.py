@@ -92,7 +92,7 @@ def _evaluate(args: argparse.Namespace) -> int:
     from dataclasses import replace
 
     from biometric.engine import EngineConfig
-    from biometric.evaluate import PairsFormatError, evaluate
+    from biometric.evaluate import MissingExtra, PairsFormatError, evaluate
 
     for path, what in ((args.pairs, "--pairs"), (args.tune_on, "--tune-on")):
         if path is not None and not path.is_file():
@@ -117,6 +117,8 @@ def _evaluate(args: argparse.Namespace) -> int:
         )
     except PairsFormatError as exc:
         raise BiometricCommandError(str(exc), BiometricFailure.INPUT) from exc
+    except MissingExtra as exc:
+        raise BiometricCommandError(str(exc), BiometricFailure.MISSING_EXTRA) from exc
     except FileNotFoundError as exc:
         raise BiometricCommandError(str(exc), BiometricFailure.INPUT) from exc
     sys.stdout.flush()

@@ -1,6 +1,10 @@
 """The face engine: detection (dlib HOG, CNN optional), landmarks, quality gate, descriptors, templates.
 
-dlib models are loaded on first use (about 1 s), once per process, so importing `biometric` stays cheap.
+dlib models are loaded on first use (about 1 s), once per process, so importing `biometric` stays cheap. Only models
+cleared for commercial use are loaded (docs/biometric.md, "Models and licences"): the HOG detector built into dlib,
+the MMOD CNN detector, the 5-point landmark predictor and the ResNet descriptor. The 68-point predictor that
+`face_recognition_models` also ships (trained on iBUG 300-W, non-commercial) is never opened; a test traces the
+worker's system calls to prove it.
 """
 
 from __future__ import annotations
@@ -25,9 +29,14 @@ CHIP_SIZE = 150  # the ResNet model's input: 150×150 aligned chip, 25 % padding
 class EngineConfig:
     detector: Literal["hog", "cnn"] = "hog"
     #: Detection runs on a copy whose long side is at most this (landmarks and descriptor use full resolution):
-    #: HOG cost grows with pixels, and a face at a desk or gate is large. 640 finds faces >= ~80 px in 1280×720.
+    #: HOG cost grows with the pixels it scans, and a face at a desk or gate is large. HOG's window is 80 px, so on
+    #: a 1280×720 frame (detected at 640×360) the first pass finds faces >= ~160 px, on 640×480 >= ~80 px.
     detect_max_side: int = 640
+    #: Upsampling doubles the detection image (finds faces half as large) at 4× the cost, so it is only done on
+    #: detection images of at most `upsample_max_pixels` (small photos such as LFW's 250×250, face chips), never
+    #: on camera frames, where it would cost the gate ~4× per frame.
     upsample: int = 1
+    upsample_max_pixels: int = 160_000
     #: Fallbacks when nothing is found, in this order: one more upsample; the best low-confidence HOG window of the
     #: first pass (score >= `fallback_score`; landmarks and the quality gate then vet it; free, the first pass
     #: already computed it); a padded frame (HOG misses tightly cropped faces); and dlib's CNN detector (~0.3-1 s
@@ -107,7 +116,9 @@ class _Models:
 
         self.dlib = dlib
         self.hog = dlib.get_frontal_face_detector()
-        self.shape = dlib.shape_predictor(frm.pose_predictor_model_location())
+        # 5-point landmarks (dlib's own annotations): alignment and pose. NOT pose_predictor_model_location(),
+        # the 68-point iBUG model, which may not be used in a commercial product.
+        self.shape = dlib.shape_predictor(frm.pose_predictor_five_point_model_location())
         self.resnet = dlib.face_recognition_model_v1(frm.face_recognition_model_location())
         self._cnn_path = frm.cnn_face_detector_model_location()
         self._cnn: Any = None
@@ -142,22 +153,25 @@ class FaceEngine:
         _ = self._m
 
     # -- detection -----------------------------------------------------------------------------------------
-    def detect(self, frame: Frame) -> list[Box]:
-        """Face boxes in frame coordinates, largest first. Uses the fallbacks of the config when none is found."""
+    def detect(self, frame: Frame, *, small_faces: bool = False) -> list[Box]:
+        """Face boxes in frame coordinates, largest first. Uses the fallbacks of the config when none is found.
+        `small_faces` upsamples whatever the size (the desk's thorough search; see `QualityConfig.small_faces`)."""
         frame = _checked(frame)
         h, w = frame.shape[:2]
         scale = min(1.0, self.config.detect_max_side / max(h, w))
         small = frame if scale >= 1.0 else _resize(frame, scale)
         cfg = self.config
-        cheap = small.shape[0] * small.shape[1] <= cfg.fallback_max_pixels
+        pixels = small.shape[0] * small.shape[1]
+        cheap = pixels <= cfg.fallback_max_pixels
+        up = cfg.upsample if small_faces or pixels <= cfg.upsample_max_pixels else 0
         try:
             weak: list[Box] = []
             if cfg.detector == "hog" and cfg.fallback_score is not None:
-                boxes, weak = self._detect_hog(small, cfg.upsample, cfg.fallback_score)
+                boxes, weak = self._detect_hog(small, up, cfg.fallback_score)
             else:
-                boxes = self._detect_at(small, cfg.upsample)
+                boxes = self._detect_at(small, up)
             if not boxes and cfg.fallback_upsample and cheap:
-                boxes = self._detect_at(small, cfg.upsample + 1)
+                boxes = self._detect_at(small, up + 1)
             if not boxes:
                 boxes = weak
             if not boxes and cfg.fallback_pad and cheap:
@@ -166,12 +180,12 @@ class FaceEngine:
                 try:
                     boxes = [
                         Box(b.left - pad, b.top - pad, b.right - pad, b.bottom - pad)
-                        for b in self._detect_at(padded, cfg.upsample)
+                        for b in self._detect_at(padded, up)
                     ]
                 finally:
                     padded.fill(0)
             if not boxes and cfg.fallback_cnn and cheap and cfg.detector == "hog":
-                boxes = self._detect_cnn(small, cfg.upsample)
+                boxes = self._detect_cnn(small, up)
         finally:
             if small is not frame:
                 small.fill(0)
@@ -218,7 +232,7 @@ class FaceEngine:
         cfg = quality or self.quality
         frame = _checked(frame)
         h, w = frame.shape[:2]
-        boxes = self.detect(frame)
+        boxes = self.detect(frame, small_faces=cfg.small_faces)
         if not boxes:
             raise QualityFailure((QualityReason.NO_FACE,))
         box = boxes[0]

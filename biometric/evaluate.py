@@ -10,7 +10,12 @@ Protocol (docs/biometric.md):
   best range); the report also gives the accuracy at `DEFAULT_THRESHOLD`, the one the gate runs;
 - FNMR@FMR uses every same-identity (reference, probe) image combination of the test images as genuine attempts
   (FTA counts as a non-match) and every cross-identity combination as impostor attempts (FTA excluded);
-- stock = `face_recognition.face_encodings(img)` with its defaults, first face, threshold 0.6.
+- stock = `face_recognition.face_encodings(img)` with its defaults, first face, threshold 0.6 — reproduced call for
+  call with the same dlib models (`stock_descriptor`) rather than imported: `import face_recognition` loads the
+  68-point landmark model at import time, which no shipped path may do (a test checks the two agree).
+
+Plots and progress bars come from the optional `evaluate` extra (matplotlib, tqdm): a gate or desk install does not
+carry them, and this command says so clearly when they are missing (`MissingExtra`).
 """
 
 from __future__ import annotations
@@ -38,6 +43,22 @@ STOCK_THRESHOLD = 0.6
 FMR_TARGETS = (0.01, 0.001, 0.0001)
 
 ImageKey = tuple[str, int]
+EXTRA_HINT = "pip install 'cardbound[evaluate]'"
+
+
+class MissingExtra(RuntimeError):
+    """The accuracy report needs the optional `evaluate` extra (matplotlib for the DET plot, tqdm for progress)."""
+
+
+def _require_extra() -> None:
+    import importlib.util
+
+    missing = [m for m in ("matplotlib", "tqdm") if importlib.util.find_spec(m) is None]
+    if missing:
+        raise MissingExtra(
+            f"the accuracy report needs {', '.join(missing)} (optional extra 'evaluate', not part of a gate or desk "
+            f"install): {EXTRA_HINT}"
+        )
 
 
 @dataclass(frozen=True)
@@ -132,16 +153,28 @@ def _work(job: _Job) -> _Result:
             if frame is not None:
                 frame.fill(0)
     if job.stock:
-        import face_recognition
-
-        img = face_recognition.load_image_file(job.path)
-        encs = face_recognition.face_encodings(img)
-        img.fill(0)
-        if encs:
-            res.stock = np.asarray(encs[0], dtype=np.float64)
-        else:
-            res.stock_fta = True
+        res.stock = stock_descriptor(_engine, job.path)
+        res.stock_fta = res.stock is None
     return res
+
+
+def stock_descriptor(engine: FaceEngine, path: str | Path) -> np.ndarray | None:
+    """`face_recognition.face_encodings(face_recognition.load_image_file(path))[0]` (face_recognition 1.3.0 defaults:
+    Pillow RGB decode, HOG with one upsample on the full image, the first box, 5-point landmarks, one un-jittered
+    descriptor), with the engine's dlib models and without importing face_recognition; None when no face."""
+    from PIL import Image
+
+    with Image.open(path) as im:
+        img = np.array(im.convert("RGB"))
+    try:
+        m = engine._m
+        rects = m.hog(img, 1)
+        if not len(rects):
+            return None
+        shape = m.shape(img, rects[0])
+        return np.array(m.resnet.compute_face_descriptor(img, shape, 1), dtype=np.float64)
+    finally:
+        img.fill(0)
 
 
 def _jobs(images: Path, test: PairsFile, tune: PairsFile | None) -> list[_Job]:
@@ -319,6 +352,7 @@ def evaluate(
     limit: int | None = None,
     stock: bool = True,
 ) -> dict[str, Any]:
+    _require_extra()
     config = config or EngineConfig()
     workers = workers or min(2, os.cpu_count() or 1)
     t0 = time.perf_counter()
@@ -363,7 +397,7 @@ def evaluate(
     gen, imp = comparison_sets(test_refs, test_keys, refs, probes)
     ours: dict[str, Any] = {
         "pipeline": "cardbound biometric: gate preset (central face), HOG + fallbacks (CNN on small images), "
-        "68 landmarks, reference = chip + mirror image, unit templates",
+        "5 landmarks, reference = chip + mirror image, unit templates",
         "pairs": int(d.size),
         "images": len(test_keys),
         "fta": sum(1 for k in test_keys if k in fta) / len(test_keys),
@@ -394,7 +428,7 @@ def evaluate(
         sd, sg = pair_distances(test, stocks, stocks)
         sgen, simp = comparison_sets(test_keys, test_keys, stocks, stocks)
         report["stock"] = {
-            "pipeline": "face_recognition.face_encodings(img) defaults, first face",
+            "pipeline": "face_recognition.face_encodings(img) defaults (same dlib calls, not imported), first face",
             "pairs": int(sd.size),
             "fta": len(stock_fta & set(test_keys)) / len(test_keys),
             "threshold": STOCK_THRESHOLD,

@@ -94,6 +94,7 @@ BIOMETRIC_FAILURE: Mapping[BiometricFailure, ExitCode] = {
     BiometricFailure.NO_CAMERA: ExitCode.NO_CAMERA,
     BiometricFailure.QUALITY: ExitCode.QUALITY,
     BiometricFailure.TEMPLATE_INVALID: ExitCode.TEMPLATE_INVALID,
+    BiometricFailure.MISSING_EXTRA: ExitCode.FAILURE,
 }
 
 _TABLES: dict[type[Enum], Mapping[Any, ExitCode]] = {

@@ -76,3 +76,57 @@ def test_evaluate_bad_inputs(capsys: pytest.CaptureFixture[str], tmp_path: Path)
     bad.write_text("1\nonly two\n")
     rc, _, err = _run(capsys, "evaluate", "--pairs", str(bad), "--images", str(tmp_path))
     assert rc == ExitCode.INPUT and err.count("\n") == 1
+
+
+def test_evaluate_without_the_extra_says_how_to_get_it(capsys: pytest.CaptureFixture[str], faces_dir: Path,
+                                                       tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "matplotlib" else real(name, *a))
+    pairs = tmp_path / "pairs.txt"
+    pairs.write_text("1\nAaron_Peirsol\t1\t2\nAJ_Cook\t1\tMarsha_Thomason\t1\n")
+    rc, out, err = _run(capsys, "evaluate", "--pairs", str(pairs), "--images", str(faces_dir / "lfw-view1"),
+                        "--out", str(tmp_path / "r"))
+    assert rc == ExitCode.FAILURE and out == "" and err.count("\n") == 1
+    assert "matplotlib" in err and "cardbound[evaluate]" in err and "Traceback" not in err
+    assert not (tmp_path / "r").exists()  # refused before any image was read
+
+
+def test_plotting_and_progress_bars_are_an_extra_not_a_runtime_dependency() -> None:
+    """A gate or desk install (`pip install cardbound`) carries neither matplotlib nor tqdm, and the gate and desk
+    code paths do not import them."""
+    import subprocess
+    import sys
+    from importlib.metadata import requires
+
+    for req in requires("cardbound") or []:
+        if req.split()[0].lower().startswith(("matplotlib", "tqdm")):
+            assert 'extra == "evaluate"' in req, req
+    assert any("matplotlib" in r for r in requires("cardbound") or [])  # the extra itself is declared
+    code = ("import sys, verify.cli, enrol.cli, biometric, biometric.isolation, biometric.capture, cardbound.cli; "
+            "bad = sorted(m for m in sys.modules if m.split('.')[0] in ('matplotlib', 'tqdm', 'face_recognition')); "
+            "sys.exit(', '.join(bad) or None)")
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert res.returncode == 0, res.stderr
+
+
+def test_stock_pipeline_is_face_recognitions_own(gate_engine, faces_dir: Path) -> None:  # type: ignore[no-untyped-def]
+    """The report's stock figures come from `stock_descriptor`, which reproduces face_recognition's defaults
+    without importing it (the import loads the 68-point model); here, in a test only, against the real package."""
+    import warnings
+
+    import numpy as np
+
+    from biometric.evaluate import stock_descriptor
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        import face_recognition
+
+    lfw = faces_dir / "lfw-view1"
+    for p in (lfw / "Aaron_Peirsol/Aaron_Peirsol_0001.jpg", faces_dir / "portraits/face_recognition/obama/obama.jpg"):
+        ours = stock_descriptor(gate_engine, p)
+        theirs = face_recognition.face_encodings(face_recognition.load_image_file(str(p)))
+        assert ours is not None and theirs
+        assert float(np.max(np.abs(ours - theirs[0]))) < 1e-6

@@ -31,14 +31,17 @@ def test_boxes_are_in_full_resolution_coordinates(gate_engine: FaceEngine, obama
 
 
 def test_full_resolution_description_is_close_to_native(gate_engine: FaceEngine, obama_jpg: Path) -> None:
-    """Detecting on a 640-px copy and describing at full resolution gives the same template as a native run."""
+    """Detecting on a 640-px copy and describing at full resolution gives nearly the same template as a native run.
+
+    Not identical: the 5-point landmarks move by a pixel or two with the detection box, which moves the template by
+    0.03-0.06 between any two detection settings on this photo (genuine pairs average ~0.3, the threshold ~0.42)."""
     from biometric import compare
 
     frame = load_path(obama_jpg)
     native = FaceEngine(EngineConfig(detect_max_side=4000))
     a = gate_engine.probe_template(gate_engine.analyse(frame))
     b = native.probe_template(native.analyse(frame))
-    assert compare(a, b) < 0.05
+    assert compare(a, b) < 0.08
 
 
 def test_tight_face_chip_is_found(gate_engine: FaceEngine, portraits: Path) -> None:

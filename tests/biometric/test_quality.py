@@ -60,11 +60,20 @@ def test_good_portrait_passes_both_presets(desk_engine: FaceEngine, gate_engine:
 
 
 @pytest.mark.parametrize("folder", ["face_recognition/_multi_person", "dlib/_unlabelled_multi_person"])
-def test_group_photos_are_multiple_faces(gate_engine: FaceEngine, portraits: Path, folder: str) -> None:
+def test_group_photos_are_multiple_faces(desk_engine: FaceEngine, portraits: Path, folder: str) -> None:
+    """The desk searches for small faces too (`small_faces`): a bystander makes an enrolment photo unusable."""
     photos = sorted((portraits / folder).glob("*.jpg"))
     assert photos
     for photo in photos:
-        assert _reasons(gate_engine, load_path(photo)) == (QualityReason.MULTIPLE_FACES,), photo.name
+        assert _reasons(desk_engine, load_path(photo)) == (QualityReason.MULTIPLE_FACES,), photo.name
+
+
+def test_gate_skips_the_upsampled_search_on_camera_frames(gate_engine: FaceEngine, portraits: Path) -> None:
+    """The gate detects without upsampling on frames larger than `upsample_max_pixels` (speed): in a 500×375 group
+    photo it sees fewer faces than the desk, whose `small_faces` search finds the ~40-px ones as well."""
+    frame = load_path(portraits / "dlib" / "_unlabelled_multi_person" / "2007_007763.jpg")
+    assert frame.shape[0] * frame.shape[1] > FaceEngine().config.upsample_max_pixels
+    assert 1 <= len(gate_engine.detect(frame)) < len(gate_engine.detect(frame, small_faces=True))
 
 
 def test_allow_several_gate_takes_the_central_face_desk_a_dominant_one(
@@ -91,9 +100,10 @@ def test_gate_prefers_a_central_face_to_a_larger_bystander(gate_engine: FaceEngi
         crop = img[max(0, b.top - m):b.bottom + m, max(0, b.left - m):b.right + m]
         return cv2.resize(crop, (side, side))
 
+    # Faces of ~220 and ~180 px: at 1280×720 the gate's first pass finds faces from ~160 px (640×360, no upsample).
     canvas = np.full((720, 1280, 3), 128, dtype=np.uint8)
-    canvas[100:600, 0:500] = face_crop("obama/obama.jpg", 500)
-    canvas[235:485, 515:765] = face_crop("biden/biden.jpg", 250)
+    canvas[140:580, 0:440] = face_crop("obama/obama.jpg", 440)
+    canvas[180:540, 460:820] = face_crop("biden/biden.jpg", 360)
     boxes = gate_engine.detect(canvas)
     assert len(boxes) == 2 and boxes[0].cx < 640 - 200  # the largest face is the bystander at the left
     sample = gate_engine.analyse(canvas, allow_several=True)
@@ -131,12 +141,29 @@ def test_roll(desk_engine: FaceEngine, gate_engine: FaceEngine, obama: np.ndarra
     assert _reasons(gate_engine, tilted) == ()  # 20° is within the gate's tolerance
 
 
-def test_yaw_on_turned_head(desk_engine: FaceEngine, portraits: Path) -> None:
-    frame = load_path(portraits / "face_recognition" / "obama" / "obama2.jpg")  # head turned ~20-25°
+def test_yaw_on_turned_head(desk_engine: FaceEngine, gate_engine: FaceEngine, faces_dir: Path) -> None:
+    frame = load_path(faces_dir / "lfw-view1" / "Michael_Jasny" / "Michael_Jasny_0001.jpg")  # turned ~35-40°
     with pytest.raises(QualityFailure) as info:
         desk_engine.analyse(frame)
-    assert info.value.reasons == (QualityReason.POSE,)
+    assert QualityReason.POSE in info.value.reasons  # (a 250×250 LFW image is also too small for the desk)
     assert info.value.metrics is not None and abs(info.value.metrics.yaw_deg) > DESK.max_yaw_deg
+    assert _reasons(gate_engine, frame) == ()  # within the gate's tolerance (50°)
+
+
+def test_yaw_estimate_orders_and_mirrors(gate_engine: FaceEngine, portraits: Path) -> None:
+    """The 5-point yaw estimate grows with the head turn and changes sign with the mirror image."""
+    def yaw(frame: np.ndarray) -> float:
+        sample = gate_engine.analyse(np.ascontiguousarray(frame))
+        try:
+            return sample.quality.yaw_deg
+        finally:
+            sample.wipe()
+
+    frontal = yaw(load_path(portraits / "face_recognition" / "obama" / "obama.jpg"))
+    turned = load_path(portraits / "face_recognition" / "obama" / "obama2.jpg")  # head turned ~20°
+    a, b = yaw(turned), yaw(turned[:, ::-1])
+    assert abs(frontal) < 8 < 15 < abs(a)
+    assert a * b < 0 and abs(abs(a) - abs(b)) < 5
 
 
 def test_small_faces(desk_engine: FaceEngine, gate_engine: FaceEngine, obama: np.ndarray, portraits: Path) -> None:
