@@ -155,6 +155,13 @@ def test_witness_refuses_a_rewritten_central_history(tmp_path: Path, central: Ce
     witness = load_or_create_witness(wkey, "cardbound-witness")
     ship(db, node_dsn)
     assert [c.size for c in witness_central(witness_dsn, witness)[0]] == [40]
+    # The central store restored from an older backup (state back at size 20): not cosigned, named.
+    with psycopg.connect(central.admin, autocommit=True) as conn:
+        conn.execute("UPDATE audit_nodes SET size=20, checkpoint=(SELECT note FROM audit_checkpoints "
+                     "WHERE node_id='gate-a' AND size=20) WHERE node_id='gate-a'")
+    done, refused = witness_central(witness_dsn, witness)
+    assert done == [] and refused == ["node gate-a: central tree of size 20 is smaller than the one cosigned "
+                                      "before (40): rolled back"]
     # Someone with full rights on the store replaces the node's history and state with another, validly
     # signed one (e.g. the node key was stolen): the witness does not cosign the fork.
     fork = tmp_path / "fork"
