@@ -91,7 +91,8 @@ def test_unreachable_server_is_one_clear_line(tmp_path: Path, capsys: pytest.Cap
     _log(tmp_path, 0, 5)
     bad = "host=127.0.0.1 port=1 user=x connect_timeout=2"
     rc = run_cli(["--home", str(tmp_path), "audit", "ship", "--dsn", bad])
-    assert rc == ExitCode.AUDIT_STORE_UNREACHABLE != ExitCode.AUDIT
+    assert rc == ExitCode.AUDIT_STORE_UNREACHABLE  # 61: its own code, not 60 ("tampered")
+    assert int(ExitCode.AUDIT_STORE_UNREACHABLE) != int(ExitCode.AUDIT)
     err = capsys.readouterr().err
     assert "central store unreachable" in err and "run again to resume" in err and "Traceback" not in err
     for argv in (["verify", "--dsn", bad], ["export", "--dsn", bad, "--out", str(tmp_path / "x.jsonl")],
