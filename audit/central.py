@@ -63,6 +63,18 @@ def _load(conn: psycopg.Connection[Any], node: str) -> tuple[LogData, bytes]:
     return data, frontier
 
 
+def _cosigned(conn: psycopg.Connection[Any], node: str) -> list[tuple[str, str]]:
+    """The witness's latest cosigned checkpoint of `node`, as a kept checkpoint: a central store restored from
+    an older backup (or cut) is caught against it."""
+    try:
+        row = conn.execute(
+            "SELECT witness, note FROM audit_cosignatures WHERE node_id=%s ORDER BY size DESC LIMIT 1", (node,)
+        ).fetchone()
+    except psycopg.errors.UndefinedTable:
+        return []  # a store set up before the witness existed
+    return [] if row is None else [(f"cosigned by witness {row[0]} (central store)", str(row[1]))]
+
+
 def verify_central(dsn: str, node: str | None = None, keys: dict[str, VerifierKey] | None = None) -> list[Report]:
     """One report per node (or for `node`) held by the central store."""
     with _connect(dsn) as conn:
@@ -86,7 +98,7 @@ def verify_central(dsn: str, node: str | None = None, keys: dict[str, VerifierKe
                 reports.append(report)
                 continue
             registered = VerifierKey.decode(data.vkey)
-            report = verify_data(data, given or registered)
+            report = verify_data(data, given or registered, _cosigned(conn, name))
             if given is not None and given != registered:
                 report.add("key-mismatch", f"node {name}: the key given is not the one registered in the central "
                            "store")

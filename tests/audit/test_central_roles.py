@@ -162,6 +162,15 @@ def test_witness_refuses_a_rewritten_central_history(tmp_path: Path, central: Ce
     done, refused = witness_central(witness_dsn, witness)
     assert done == [] and refused == ["node gate-a: central tree of size 20 is smaller than the one cosigned "
                                       "before (40): rolled back"]
+    # ... and `audit verify --dsn` names it too, once the restored copy is self-consistent (entries cut to 20).
+    with psycopg.connect(central.admin, autocommit=True) as conn:
+        conn.execute("DELETE FROM audit_checkpoints WHERE node_id='gate-a' AND size > 20")
+        conn.execute("DELETE FROM audit_entries WHERE node_id='gate-a' AND idx >= 20")
+    from audit.central import verify_central
+
+    (report,) = verify_central(central.owner)
+    rolled = [f for f in report.findings if f.code == "rolled-back"]
+    assert len(rolled) == 1 and "cosigned by witness cardbound-witness (central store)" in rolled[0].message
     # Someone with full rights on the store replaces the node's history and state with another, validly
     # signed one (e.g. the node key was stolen): the witness does not cosign the fork.
     fork = tmp_path / "fork"
