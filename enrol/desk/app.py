@@ -142,7 +142,7 @@ def create_app(config: DeskConfig, services: DeskServices) -> Flask:
         return request.path.startswith("/api/")
 
     def refuse(status: int, key: str) -> Response:
-        if wants_json() or request.method != "GET":
+        if wants_json():
             resp = jsonify({"error": key, "message": t(key, lang())})
             resp.status_code = status
             return resp
@@ -196,7 +196,9 @@ def create_app(config: DeskConfig, services: DeskServices) -> Flask:
         resp.headers["Content-Security-Policy"] = CSP
         resp.headers["X-Content-Type-Options"] = "nosniff"
         resp.headers["X-Frame-Options"] = "DENY"
-        resp.headers["Referrer-Policy"] = "no-referrer"
+        # not "no-referrer": Chromium then sends `Origin: null` on same-origin form posts, which the CSRF check
+        # refuses; "same-origin" still gives other sites nothing
+        resp.headers["Referrer-Policy"] = "same-origin"
         resp.headers["Cross-Origin-Opener-Policy"] = "same-origin"
         resp.headers["Cross-Origin-Resource-Policy"] = "same-origin"
         resp.headers["Permissions-Policy"] = ("camera=(self), microphone=(), geolocation=(), "
@@ -241,6 +243,8 @@ def create_app(config: DeskConfig, services: DeskServices) -> Flask:
     def login() -> Any:
         if g.session.operator_id is not None:
             return redirect(url_for("home"))
+        if request.args.get("lang") in LANGS:  # before login the language is the browser's, or chosen here
+            g.session.lang = lang_or_default(request.args.get("lang"))
         note = None
         if request.args.get("expired") in ("idle", "absolute"):
             note = t("session_expired", g.session.lang)

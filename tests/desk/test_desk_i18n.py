@@ -48,3 +48,11 @@ def test_quality_hints_in_the_operators_language() -> None:
         texts = {lang: i18n.hint(reason.value, lang) for lang in LANGS}
         assert len(set(texts.values())) == 3, reason
     assert i18n.hint("SOMETHING_NEW", "nl") == i18n.T["hint_bad_image"]["nl"]
+
+
+def test_login_page_in_the_chosen_language(desk) -> None:  # type: ignore[no-untyped-def]
+    c = desk.client()
+    assert "Aanmelden met uw beveiligingssleutel" in c.get("/login?lang=nl").get_data(as_text=True)
+    assert "Connexion avec votre clé de sécurité" in c.get("/login?lang=fr").get_data(as_text=True)
+    fr = desk.client().get("/login", headers={"Accept-Language": "fr-BE,fr;q=0.9"}).get_data(as_text=True)
+    assert "Connexion avec votre clé de sécurité" in fr

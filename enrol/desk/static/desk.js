@@ -73,9 +73,16 @@ function showTaken(held, needed, label) {
   updateEnrolButton();
 }
 
+// Round trip of the last hints (frame encoded and sent -> hint on screen), kept for the desk's benchmark.
+window.deskHintMs = [];
 async function hintLoop() {
   if (!taking && video.readyState >= 2) {
-    try { showHint(await sendFrame("/api/frame/hint")); } catch (e) { /* next round */ }
+    try {
+      const t0 = performance.now();
+      showHint(await sendFrame("/api/frame/hint"));
+      window.deskHintMs.push(performance.now() - t0);
+      if (window.deskHintMs.length > 500) window.deskHintMs.shift();
+    } catch (e) { /* next round */ }
   }
   setTimeout(hintLoop, HINT_INTERVAL_MS);
 }
