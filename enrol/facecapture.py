@@ -1,13 +1,30 @@
 """The enrolment flow's capture step through the sandboxed worker: `worker_capture` adapts
 `FaceWorker.enrol_template` to the `Capture` callable `enrol` takes. Used by `cardbound enrol`, the desk, the demo
-and the benchmarks alike."""
+and the benchmarks alike. `frames_capture` does the same for encoded frames held in memory (the desk's browser
+capture)."""
 
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 from biometric.capture import SampleSource
 from biometric.isolation import FaceWorker, IsolationError, SampleUnusable
 from biometric.quality import QualityReason, message
 from enrol.flow import CapturedTemplate, CaptureRefused, EnrolFailure
+
+
+def frames_capture(worker: FaceWorker, frames: Sequence[bytearray], samples: int) -> CapturedTemplate:
+    """The template from encoded frames (JPEG/PNG/WebP) the caller holds in memory and wipes afterwards."""
+    try:
+        got = worker.enrol_template_from_frames(frames, max_samples=max(1, min(samples, len(frames))))
+    except SampleUnusable as exc:
+        raise CaptureRefused(EnrolFailure.BAD_INPUT, str(exc)) from None
+    except (IsolationError, ValueError) as exc:
+        raise CaptureRefused(EnrolFailure.BAD_INPUT, f"biometric worker failed: {exc}") from None
+    if got.template is None:
+        raise CaptureRefused(EnrolFailure.QUALITY, f"no frame passed the quality gate ({got.frames_seen} tried)",
+                             got.reasons)
+    return CapturedTemplate(got.template, got.frames_used, got.frames_seen, got.quality)
 
 
 def worker_capture(worker: FaceWorker, source: SampleSource, samples: int, lang: str) -> CapturedTemplate:

@@ -32,7 +32,8 @@ from audit import (
     OperatorRegistered,
     OperatorRoleChanged,
 )
-from biometric.isolation import EnrolmentReply, FrameQuality, IsolationError, SampleUnusable
+from biometric.isolation import EnrolmentReply, FrameQuality, SampleUnusable
+from card import transport
 from card.keystore import KeyStore
 from card.piv import PivSession
 from card.transport import PcscConnection
@@ -40,7 +41,8 @@ from enrol.desk.i18n import hint, lang_or_default, t
 from enrol.desk.sessions import MAX_FRAMES, Session, SessionStore
 from enrol.desk.store import LANGS, Lang, OperatorStore, Role, StoreError, check_operator_id
 from enrol.desk.webauthn import CeremonyError, WebAuthn
-from enrol.flow import CapturedTemplate, CaptureRefused, EnrolError, EnrolFailure, EnrolRequest, enrol
+from enrol.facecapture import frames_capture
+from enrol.flow import CapturedTemplate, EnrolError, EnrolRequest, enrol
 
 COOKIE = "desk_session"
 MAX_FRAME_BYTES = 2 * 1024 * 1024  # one JPEG from the browser (640x480 is ~40-80 KB); larger is refused (413)
@@ -471,19 +473,26 @@ def create_app(config: DeskConfig, services: DeskServices) -> Flask:
         assert day is not None
         frames = s.frames
         s.frames = []
+
+        def _capture(held: list[bytearray]) -> CapturedTemplate:
+            with worker_lock:
+                return frames_capture(services.worker, held, config.samples)  # type: ignore[arg-type]
+
         req = EnrolRequest(holder_ref=holder_ref, category=category,
                            valid_until=datetime.combine(day, time(23, 59, 59), UTC), station=config.station,
                            operator=s.operator_id, replace=form.get("replace") == "1")
         try:
             with card_lock, services.connect(reader) as conn:
                 result = enrol(req, session=PivSession(conn), keys=services.keys, audit=services.audit,
-                               capture=lambda: _capture(frames, config.samples, s.lang))
+                               capture=lambda: _capture(frames))
         except EnrolError as exc:
             why = t(f"fail_{exc.failure.value}", s.lang, hint=hint(exc.reasons[0], s.lang) if exc.reasons else "")
             return page("result.html", ok=False, message=t("refused", s.lang, why=why)), 409
-        except Exception as exc:  # reader vanished before the flow started, worker down: clear message
-            app.logger.error("desk: enrolment failed before the flow: %s", type(exc).__name__)
-            why = t("fail_NO_CARD" if "Card" in type(exc).__name__ else "fail_OTHER", s.lang, hint="")
+        except transport.TransportError as exc:  # reader or card missing before the flow started
+            failure = "NO_CARD"
+            if isinstance(exc, transport.NoReaderError | transport.PcscUnavailableError):
+                failure = "NO_READER"
+            why = t(f"fail_{failure}", s.lang)
             return page("result.html", ok=False, message=t("refused", s.lang, why=why)), 409
         finally:
             for f in frames:
@@ -492,18 +501,6 @@ def create_app(config: DeskConfig, services: DeskServices) -> Flask:
         return page("result.html", ok=True, message=t("enrolled", s.lang, card=result.card_id),
                     detail=t("enrolled_detail", s.lang, used=result.frames_used, quality=result.quality,
                              until=day.isoformat()))
-
-    def _capture(frames: list[bytearray], samples: int, lang_: Lang) -> CapturedTemplate:
-        try:
-            with worker_lock:
-                got = services.worker.enrol_template_from_frames(frames, max_samples=min(samples, len(frames)))
-        except SampleUnusable as exc:
-            raise CaptureRefused(EnrolFailure.BAD_INPUT, str(exc)) from None
-        except (IsolationError, ValueError) as exc:
-            raise CaptureRefused(EnrolFailure.BAD_INPUT, f"biometric worker failed: {exc}") from None
-        if got.template is None:
-            raise CaptureRefused(EnrolFailure.QUALITY, "no frame passed the quality gate", got.reasons)
-        return CapturedTemplate(got.template, got.frames_used, got.frames_seen, got.quality)
 
     # -- admin ----------------------------------------------------------------------------------------------
 
