@@ -10,6 +10,7 @@ the main screens are saved under the module's temporary directory (printed with 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 import shutil
@@ -70,14 +71,31 @@ class Station:
         return subprocess.run([CARDBOUND, "--home", str(self.home), *args], input=stdin, capture_output=True,
                               text=True, timeout=timeout)
 
-    def stop_server(self) -> None:
-        if self.server.poll() is None:
-            self.server.send_signal(signal.SIGINT)  # our own child, by PID: a clean shutdown closes the log
-            try:
-                self.server.wait(30)
-            except subprocess.TimeoutExpired:
-                self.server.kill()
-                self.server.wait(10)
+    def stop_server(self) -> list[int]:
+        return _stop_traced(self.server)
+
+
+def _stop_traced(strace: subprocess.Popen[bytes]) -> list[int]:
+    """Stop the desk that runs under `strace` (our child, by PID). The signal goes to the desk itself: strace
+    interrupted would detach and leave the desk running. strace exits once its tracee has."""
+    if strace.poll() is not None:
+        return []
+    try:
+        desk_pids = [int(p) for p in Path(f"/proc/{strace.pid}/task/{strace.pid}/children").read_text().split()]
+    except OSError:
+        desk_pids = []
+    for pid in desk_pids:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGINT)  # a clean shutdown: the audit log is closed, the worker stopped
+    try:
+        strace.wait(30)
+    except subprocess.TimeoutExpired:
+        for pid in desk_pids:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        strace.kill()
+        strace.wait(10)
+    return desk_pids
 
 
 def _free_port() -> int:
@@ -124,12 +142,7 @@ def station(pcscd: Any, faces_dir: Path, tmp_path_factory: pytest.TempPathFactor
     finally:
         if driver is not None:
             driver.quit()
-        if server.poll() is None:
-            server.send_signal(signal.SIGINT)
-            try:
-                server.wait(30)
-            except subprocess.TimeoutExpired:
-                server.kill()
+        _stop_traced(server)
         card.stop()
         video.unlink(missing_ok=True)  # the fake camera file holds a face: gone with the test
 
@@ -215,7 +228,8 @@ def test_operator_sees_hints_captures_and_enrols_a_card_that_a_gate_accepts(stat
 
 def test_the_whole_web_enrolment_wrote_no_frame_to_disk(station: Station) -> None:
     st = station
-    st.stop_server()  # the trace is complete once the server has exited
+    pids = st.stop_server()  # the trace is complete once the server has exited
+    assert pids and not any(Path(f"/proc/{pid}").exists() for pid in pids), "the desk outlived the test"
     writes = file_writes(st.trace)
     home = st.home
     assert any(p.endswith("audit.sqlite3") for _, p in writes), "the watch saw no audit write at all"
