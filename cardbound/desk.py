@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import logging
 import ssl
 import sys
 from datetime import UTC, date, datetime, timedelta
@@ -83,6 +84,7 @@ def _categories(args: argparse.Namespace) -> tuple[str, ...]:
 
 def build_services(args: argparse.Namespace, worker: Any, log: Any) -> Any:
     """The desk's services from the station home (keys, holder-reference key, policy, audit log, worker)."""
+    from audit.checkpoint import CheckpointError, key_path, load_verifier
     from audit.log import AuditLogError
     from audit.verify import verify_database
     from card import transport
@@ -108,9 +110,12 @@ def build_services(args: argparse.Namespace, worker: Any, log: Any) -> Any:
         return min(cert_end - timedelta(days=1), datetime.now(UTC).date() + timedelta(days=max_days))
 
     def verify_audit() -> tuple[bool, str, list[str]]:
+        # as `cardbound audit verify` does on the station: the node's own verifier key from the keystore
+        priv = key_path(home.keystore, home.node_id)
         try:
-            report = verify_database(home.audit_db)
-        except AuditLogError as exc:
+            key = next((load_verifier(p) for p in (priv.with_name(priv.name + ".pub"), priv) if p.is_file()), None)
+            report = verify_database(home.audit_db, key)
+        except (AuditLogError, CheckpointError, ValueError, OSError) as exc:
             return False, str(exc), []
         return report.ok, report.summary(), [f.line() for f in report.findings]
 
@@ -157,6 +162,8 @@ def run_serve(args: argparse.Namespace) -> int:
         except IsolationError as exc:
             raise CliError(f"biometric worker could not start: {exc}", ExitCode.FAILURE) from None
         app = create_app(config, build_services(args, worker, log))
+        # Werkzeug logs every request line, registration links included (the token is the secret): not kept.
+        logging.getLogger("werkzeug").setLevel(logging.WARNING)
         try:
             server = make_server(args.bind, args.port, app, threaded=True, ssl_context=ctx)
         except OSError as exc:

@@ -171,15 +171,21 @@ def test_bootstrap_admin_registers_an_operator_who_logs_in(station: Station) -> 
     st, d = station, station.driver
     r = st.cli("desk", "bootstrap-admin", "--operator", "root", "--origin", st.origin)
     assert r.returncode == 0, r.stderr
+    st.state["links"] = [r.stdout.strip()]
     _register_with_link(st, r.stdout.strip())
     _login(st, "root", screenshot="01-login")
     assert d.current_url.endswith("/admin")
+    d.get(st.origin + "/audit")  # the read-only audit page: this station's log, verified with its own key
+    assert d.find_element(By.ID, "audit-result").get_attribute("class") == "ok"
+    assert "signed checkpoints verified" in d.find_element(By.ID, "audit-summary").text
+    d.get(st.origin + "/admin")
     d.find_element(By.ID, "invite-operator").send_keys("olga")
     Select(d.find_element(By.ID, "invite-role")).select_by_value("operator")
     Select(d.find_element(By.ID, "invite-lang")).select_by_value("fr")
     d.find_element(By.ID, "invite-button").click()
     link = st.wait().until(lambda _: d.find_element(By.ID, "invite-link")).text
     assert link.startswith(st.origin + "/register/")
+    st.state["links"].append(link)
     d.find_element(By.ID, "logout").click()
     st.wait().until(lambda _: "/login" in d.current_url)
     _register_with_link(st, link)
@@ -261,6 +267,9 @@ def test_the_whole_web_enrolment_wrote_no_frame_to_disk(station: Station) -> Non
         if path.is_file():
             blob = path.read_bytes()
             assert digits.encode() not in blob and NRN.encode() not in blob, path
+    server_output = st.server_log.read_text()
+    for link in st.state["links"]:  # the registration tokens are secrets: not in the desk's output either
+        assert link.rsplit("/", 1)[1] not in server_output
     with AuditLog.open_station(home, node_id=Home(home).node_id) as log:
         types = [e.type for e in log.entries()]
     for t in ("operator.invited", "operator.registered", "operator.login", "operator.logout",
