@@ -28,6 +28,7 @@ from typing import Any
 import browser
 import pytest
 from flows.test_keeps_nothing import TRACED, file_writes
+from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.support.ui import Select, WebDriverWait
@@ -65,7 +66,8 @@ class Station:
         return path
 
     def wait(self, timeout: float = 20.0) -> WebDriverWait[WebDriver]:
-        return WebDriverWait(self.driver, timeout, poll_frequency=0.1)
+        return WebDriverWait(self.driver, timeout, poll_frequency=0.1,
+                             ignored_exceptions=(NoSuchElementException, StaleElementReferenceException))
 
     def cli(self, *args: str, stdin: str | None = None, timeout: float = 120) -> subprocess.CompletedProcess[str]:
         return subprocess.run([CARDBOUND, "--home", str(self.home), *args], input=stdin, capture_output=True,
@@ -183,7 +185,7 @@ def test_bootstrap_admin_registers_an_operator_who_logs_in(station: Station) -> 
     Select(d.find_element(By.ID, "invite-role")).select_by_value("operator")
     Select(d.find_element(By.ID, "invite-lang")).select_by_value("fr")
     d.find_element(By.ID, "invite-button").click()
-    link = st.wait().until(lambda _: d.find_element(By.ID, "invite-link")).text
+    link = st.wait().until(lambda _: d.find_element(By.ID, "invite-link").text)
     assert link.startswith(st.origin + "/register/")
     st.state["links"].append(link)
     d.find_element(By.ID, "logout").click()
