@@ -61,6 +61,12 @@ class SessionStore:
         now = self.clock()
         s = Session(secrets.token_urlsafe(32), secrets.token_urlsafe(32), now, now, lang)
         with self._lock:
+            # every cookie-less request makes a session: sweep idle anonymous ones so the table stays small (a
+            # logged-in one stays until its browser comes back, so that its expiry is audited with its operator)
+            for old in [o for o in self._sessions.values()
+                        if o.operator_id is None and now - o.last_seen > self.idle_s]:
+                del self._sessions[old.sid]
+                old.wipe_frames()
             self._sessions[s.sid] = s
         return s
 
