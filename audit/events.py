@@ -31,6 +31,7 @@ __all__ = [
     "AuditEvent",
     "BiometricContentError",
     "CardReplaced",
+    "CardWriting",
     "CardWritten",
     "ConfigChanged",
     "EnrolmentCompleted",
@@ -276,6 +277,12 @@ class EnrolmentCompleted(AuditEvent):
     duration_ms: int
     quality_score: float | None = None
     visitor_category: Code | None = None
+    source_kind: Code | None = None  # camera / file
+    samples: int | None = None  # samples averaged into the reference
+    sample_spread: float | None = None  # largest distance between two samples of this enrolment
+    sources_destroyed: int | None = None  # source files: destroyed, kept by the operator's choice, failed
+    sources_kept: int | None = None
+    sources_failed: int | None = None
 
 
 @_register
@@ -288,6 +295,22 @@ class EnrolmentRefused(AuditEvent):
     reason_code: Code
     card_id: Id | None = None
     duration_ms: int | None = None
+    stage: Code | None = None  # how far the enrolment got: checks, inspect, capture, personalise, seal, write, ...
+    reason_codes: Text | None = None  # the quality reason codes of the refused frames, space-separated
+    detail: Text | None = None  # e.g. which samples disagree; never a path, a name or biometric content
+
+
+@_register
+@dataclass(frozen=True)
+class CardWriting(AuditEvent):
+    """Written *ahead* of a card write, so a crash mid-write leaves a trail that says how far it got."""
+
+    TYPE: ClassVar[str] = "card.writing"
+    station_id: Id
+    operator_id: Id
+    session_id: Id
+    card_id: Id
+    step: Code  # personalise / template
 
 
 @_register
@@ -300,6 +323,7 @@ class CardWritten(AuditEvent):
     container_version: int
     container_bytes: int  # size only, never the content
     expires: Time | None = None
+    session_id: Id | None = None
 
 
 @_register
@@ -322,6 +346,8 @@ class SourceDestroyed(AuditEvent):
     source_kind: Code  # camera-frames, file, upload
     method: Code  # wiped-memory, unlinked, overwritten-unlinked
     items: int = 1
+    outcome: Code | None = None  # destroyed / kept (operator's choice) / failed (None: destroyed, older entries)
+    detail: Text | None = None  # why it failed (the OS error, never the path)
 
 
 # --- gate -----------------------------------------------------------------------------------------------------

@@ -342,7 +342,8 @@ def _h_enrol_frames(
     finally:
         got.wipe()
     meta = {"frames_seen": got.frames_seen, "frames_used": got.frames_used, "quality": got.quality,
-            "reasons": list(got.reasons)}
+            "reasons": list(got.reasons), "spread": round(got.spread, 4),
+            "disagreeing": [list(p) for p in got.disagreeing]}
     return meta, out
 
 
@@ -364,7 +365,8 @@ def _h_enrol_template(
     finally:
         got.wipe()
     meta = {"frames_seen": got.frames_seen, "frames_used": got.frames_used, "quality": got.quality,
-            "reasons": list(got.reasons)}
+            "reasons": list(got.reasons), "spread": round(got.spread, 4),
+            "disagreeing": [list(p) for p in got.disagreeing]}
     return meta, out
 
 
@@ -827,6 +829,8 @@ class EnrolmentReply:
     frames_used: int
     quality: int  # 0..100 for the sealed header
     reasons: list[str] = field(default_factory=list)  # quality reason codes of the refused frames
+    spread: float = 0.0  # largest distance between two of the samples (no descriptor leaves the worker)
+    disagreeing: list[tuple[int, int]] = field(default_factory=list)  # frame numbers of samples that disagree
 
     def wipe(self) -> None:
         if self.template is not None:
@@ -865,6 +869,16 @@ def _reasons(meta: Mapping[str, Any]) -> list[str]:
     if not isinstance(v, list) or not all(isinstance(r, str) and len(r) <= 64 for r in v):
         raise WorkerProtocolError("bad reasons in reply")
     return list(v)
+
+
+def _pairs(meta: Mapping[str, Any]) -> list[tuple[int, int]]:
+    v = meta.get("disagreeing")
+    if not isinstance(v, list) or len(v) > 30 * 29 // 2 or not all(
+        isinstance(p, list) and len(p) == 2 and all(isinstance(i, int) and not isinstance(i, bool) and
+                                                    0 < i <= 10**6 for i in p) for p in v
+    ):
+        raise WorkerProtocolError("bad disagreeing pairs in reply")
+    return [(p[0], p[1]) for p in v]
 
 
 @dataclass(frozen=True)
@@ -910,12 +924,16 @@ class FaceWorker(SandboxedWorker):
                 frames_used=_int(meta, "frames_used", 0, 10**6),
                 quality=_int(meta, "quality", 0, 100),
                 reasons=_reasons(meta),
+                spread=_float(meta, "spread", 0.0, 2.0),
+                disagreeing=_pairs(meta),
             )
         except BaseException:
             buf[:] = bytes(TEMPLATE_BYTES)
             raise
-        if reply.template is None and (reply.frames_used or reply.quality):
+        if reply.template is None and (reply.frames_used or reply.quality) and not reply.disagreeing:
             raise WorkerProtocolError("frames used but no template")
+        if reply.template is not None and reply.disagreeing:
+            raise WorkerProtocolError("a template although samples disagree")
         return reply
 
     def frame_quality(
@@ -960,14 +978,18 @@ class FaceWorker(SandboxedWorker):
                 frames_used=_int(meta, "frames_used", 0, 10**6),
                 quality=_int(meta, "quality", 0, 100),
                 reasons=_reasons(meta),
+                spread=_float(meta, "spread", 0.0, 2.0),
+                disagreeing=_pairs(meta),
             )
         except BaseException:
             buf[:] = bytes(TEMPLATE_BYTES)
             raise
         finally:
             packed[:] = bytes(len(packed))
-        if reply.template is None and (reply.frames_used or reply.quality):
+        if reply.template is None and (reply.frames_used or reply.quality) and not reply.disagreeing:
             raise WorkerProtocolError("frames used but no template")
+        if reply.template is not None and reply.disagreeing:
+            raise WorkerProtocolError("a template although samples disagree")
         return reply
 
     def verify_probe(

@@ -9,7 +9,7 @@ Public API (enrolment and gate call these)::
 
     CardBinding(guid: bytes[16], card_key_sha256: bytes[32]);  CardBinding.for_card(guid, public_key_9e)
     TemplateHeader(format_owner, format_type, extractor, model_version, created, expires, quality,
-                   visitor_category, holder_ref)
+                   visitor_category, holder_ref, samples=None, sample_spread_milli=None)
     StationCredentials(certificate: x509.Certificate, signer: TemplateSigner)  # signer: EC private key or HSM
     GateTrust.create(ca_certificate, crl, verifier_private_keys)   # all a gate holds; see card.keystore
     UnsealedTemplate(header, binding, template: bytearray, station_certificate, verifier_kid).wipe()
@@ -47,8 +47,12 @@ Structure (deterministic CBOR; * = integrity-protected)::
       unprotected {},
       *payload {1 format owner, 2 format type, 3 extractor, 4 model version, 5 created, 6 expires,
                 7 quality, 8 visitor category, 9 holder ref, 10 card GUID, 11 SHA-256(card 9E SPKI),
-                12 template},
+                12 template, [13 number of samples, 14 sample spread (milli-units)]},
       ES256 signature over Sig_structure("Signature1", protected, h'', payload) ]
+
+Keys 13 and 14 are optional (added after version 1 shipped; containers without them still open): how many
+samples the reference averages and the largest distance between two of them (x1000, an integer: the decoder
+refuses CBOR floats), so a gate or an auditor can see how consistent the enrolment was.
 
 Sign then encrypt, so that only verifiers learn even the header. The card GUID is in the outer protected
 header too (authenticated by GCM, readable before decryption for diagnostics) and must equal the signed one.
@@ -116,7 +120,13 @@ class PayloadKey(IntEnum):
     CARD_GUID = 10
     CARD_KEY_SHA256 = 11
     TEMPLATE = 12
+    SAMPLES = 13  # optional
+    SAMPLE_SPREAD_MILLI = 14  # optional
 
+
+_OPTIONAL_PAYLOAD_KEYS = frozenset({int(PayloadKey.SAMPLES), int(PayloadKey.SAMPLE_SPREAD_MILLI)})
+MAX_SAMPLES = 100
+MAX_SPREAD_MILLI = 2000  # distances between unit templates lie in [0, 2]
 
 # ----------------------------------------------------------------------------------------------- errors
 
@@ -234,6 +244,8 @@ class TemplateHeader:
     quality: int
     visitor_category: str
     holder_ref: bytes  # pseudonymous holder reference, never a name or national number
+    samples: int | None = None  # samples averaged into the reference (None: container without key 13)
+    sample_spread_milli: int | None = None  # largest pairwise sample distance x1000 (None: not recorded)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "created", _utc_seconds(self.created, "created"))
@@ -252,6 +264,10 @@ class TemplateHeader:
             raise ValueError(f"holder_ref must be 1..{MAX_HOLDER_REF} bytes")
         if self.expires <= self.created:
             raise ValueError("expires must be after created")
+        for name, hi in (("samples", MAX_SAMPLES), ("sample_spread_milli", MAX_SPREAD_MILLI)):
+            value = getattr(self, name)
+            if value is not None and (not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= hi):
+                raise ValueError(f"{name} must be 0..{hi}")
 
 
 class TemplateSigner(Protocol):
@@ -345,6 +361,12 @@ def seal(
             PayloadKey.CARD_GUID: binding.guid,
             PayloadKey.CARD_KEY_SHA256: binding.card_key_sha256,
             PayloadKey.TEMPLATE: bytes(template),
+            **({PayloadKey.SAMPLES: header.samples} if header.samples is not None else {}),
+            **(
+                {PayloadKey.SAMPLE_SPREAD_MILLI: header.sample_spread_milli}
+                if header.sample_spread_milli is not None
+                else {}
+            ),
         }
     )
     sign_protected = cose.dumps(
@@ -390,6 +412,7 @@ _RCPT_PROTECTED: frozenset[int | str] = frozenset({int(Header.ALG)})
 _RCPT_UNPROTECTED: frozenset[int | str] = frozenset({int(Header.EPHEMERAL_KEY), int(Header.KID)})
 _SIGN_PROTECTED: frozenset[int | str] = frozenset({int(Header.ALG), int(Header.CONTENT_TYPE), int(Header.X5CHAIN)})
 _PAYLOAD_KEYS: frozenset[int | str] = frozenset(int(k) for k in PayloadKey)
+_PAYLOAD_REQUIRED: frozenset[int | str] = _PAYLOAD_KEYS - _OPTIONAL_PAYLOAD_KEYS
 _NOTHING: frozenset[int | str] = frozenset()
 _MAX_TIMESTAMP = 253402300799  # 9999-12-31T23:59:59Z
 
@@ -469,6 +492,10 @@ def _check_station(cert: x509.Certificate, trust: GateTrust, now: datetime) -> N
         raise UntrustedStationError(str(exc)) from exc
 
 
+def _optional_int(payload: Mapping[Any, Any], key: PayloadKey, hi: int) -> int | None:
+    return cose.as_int(payload[key], lo=0, hi=hi) if key in payload else None
+
+
 def _time(value: Any) -> datetime:
     return datetime.fromtimestamp(cose.as_int(value, lo=0, hi=_MAX_TIMESTAMP), UTC)
 
@@ -503,7 +530,7 @@ def _verify_sign1(sign1_bytes: bytes, trust: GateTrust, now: datetime) -> tuple[
         )
     except InvalidSignature as exc:
         raise BadSignatureError("template signature does not verify under the station certificate") from exc
-    payload = cose.as_map(_decode(payload_bytes, "payload"), _PAYLOAD_KEYS, _PAYLOAD_KEYS)
+    payload = cose.as_map(_decode(payload_bytes, "payload"), _PAYLOAD_KEYS, _PAYLOAD_REQUIRED)
     return payload, cert
 
 
@@ -534,6 +561,8 @@ def unseal(data: bytes, *, trust: GateTrust, expected: CardBinding, now: datetim
             quality=cose.as_int(payload[PayloadKey.QUALITY], lo=0, hi=100),
             visitor_category=cose.as_text(payload[PayloadKey.VISITOR_CATEGORY], max_len=MAX_TEXT),
             holder_ref=cose.as_bytes(payload[PayloadKey.HOLDER_REF], min_len=1, max_len=MAX_HOLDER_REF),
+            samples=_optional_int(payload, PayloadKey.SAMPLES, MAX_SAMPLES),
+            sample_spread_milli=_optional_int(payload, PayloadKey.SAMPLE_SPREAD_MILLI, MAX_SPREAD_MILLI),
         )
         binding = CardBinding(
             cose.as_bytes(payload[PayloadKey.CARD_GUID], min_len=pki.GUID_LENGTH, max_len=pki.GUID_LENGTH),

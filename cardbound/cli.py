@@ -25,7 +25,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "biometric.cli",
     "card.cli",
     "card.keys_cli",
-    "enrol.cli",
+    "cardbound.enrolment",
     "cardbound.desk",
     "verify.cli",
     "audit.cli",

@@ -13,6 +13,7 @@ class ExitCode(IntEnum):
     USAGE = 2  # bad command line (argparse uses 2 as well)
     CONFIG = 3  # bad or missing configuration file
     INPUT = 4  # bad input file (not an image, corrupt, too large, missing)
+    SOURCE_NOT_DESTROYED = 5  # enrolled, but a source file asked to be destroyed could not be
     NO_READER = 10  # the named reader does not exist / PC/SC unavailable
     NO_CARD = 11  # no card presented within the timeout
     CARD_REMOVED = 12  # card removed or failed mid-flow
@@ -21,6 +22,7 @@ class ExitCode(IntEnum):
     CARD_ALREADY_ENROLLED = 15
     NO_CAMERA = 20
     QUALITY = 21  # no frame passed the quality gate (no face, several faces, ...)
+    SAMPLES_DISAGREE = 22  # the samples of one enrolment are not of one person
     TEMPLATE_INVALID = 30  # sealed template rejected (malformed, tampered, bad signature, untrusted station)
     TEMPLATE_EXPIRED = 31
     WRONG_CARD = 32  # template bound to another card (copied container)

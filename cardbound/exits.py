@@ -61,11 +61,24 @@ ENROL_FAILURE: Mapping[EnrolFailure, ExitCode] = {
     EnrolFailure.BAD_INPUT: ExitCode.INPUT,
     EnrolFailure.READ_BACK_MISMATCH: ExitCode.CARD_ERROR,
     EnrolFailure.KEYS: ExitCode.KEYS,
+    EnrolFailure.CARD_REVOKED: ExitCode.CARD_REVOKED,
+    EnrolFailure.SAMPLES_DISAGREE: ExitCode.SAMPLES_DISAGREE,
+    EnrolFailure.CATEGORY_UNKNOWN: ExitCode.USAGE,
+    EnrolFailure.VALIDITY: ExitCode.USAGE,
+    EnrolFailure.SOURCE_UNSAFE: ExitCode.USAGE,
+    EnrolFailure.WORKER_FAILED: ExitCode.FAILURE,
+    EnrolFailure.AUDIT: ExitCode.AUDIT,
 }
 
 ENROL_COMMAND_FAILURE: Mapping[EnrolCommandFailure, ExitCode] = {
     EnrolCommandFailure.USAGE: ExitCode.USAGE,
     EnrolCommandFailure.WORKER: ExitCode.FAILURE,
+    EnrolCommandFailure.BAD_HOLDER_REF: ExitCode.USAGE,
+    EnrolCommandFailure.BAD_NRN: ExitCode.INPUT,
+    EnrolCommandFailure.BAD_DATE: ExitCode.USAGE,
+    EnrolCommandFailure.CONFIG: ExitCode.CONFIG,
+    EnrolCommandFailure.KEYS: ExitCode.KEYS,
+    EnrolCommandFailure.SOURCE_NOT_DESTROYED: ExitCode.SOURCE_NOT_DESTROYED,
 }
 
 CARD_FAILURE: Mapping[CardFailure, ExitCode] = {

@@ -12,6 +12,12 @@ class EnrolCommandFailure(Enum):
 
     USAGE = "usage"  # bad command line value (date, holder reference, category)
     WORKER = "worker"  # the sandboxed biometric worker could not start
+    BAD_HOLDER_REF = "bad_holder_ref"  # --holder-ref is not 32 bytes of hex
+    BAD_NRN = "bad_nrn"  # the national register number given is not valid
+    BAD_DATE = "bad_date"  # --valid-until is not a date
+    CONFIG = "config"  # the gate configuration whose rules the desk enforces is unusable (fail closed)
+    KEYS = "keys"  # the holder-reference key is missing
+    SOURCE_NOT_DESTROYED = "source_not_destroyed"  # enrolled, but a source file could not be destroyed
 
 
 class EnrolCommandError(Exception):

@@ -26,6 +26,10 @@ THRESHOLD_RANGE = (0.0, 1.2)  # exclusive; distances of unit templates lie in [0
 CATEGORY_RE = re.compile(r"^[a-z][a-z0-9_]{0,31}$")
 ANNEX_CATEGORIES = ("seafarer", "authority", "regular", "resident", "occasional")
 _ENTRY_KEYS = frozenset({"admitted", "biometric", "threshold"})
+#: Longest template validity the desk may write (optional `[policy] max_validity_days`): five years, the life of
+#: the card's CHUID, unless the security plan says less.
+DEFAULT_MAX_VALIDITY_DAYS = 5 * 365
+MAX_VALIDITY_RANGE = (1, 10 * 366)
 
 
 class PolicyError(ValueError):
@@ -61,10 +65,17 @@ class GatePolicy:
     """Rules per level (1, 2, 3) and category. Build with `from_mapping` (validates) or `verify.config`."""
 
     rules: Mapping[int, Mapping[str, Rule]]
+    max_validity_days: int = DEFAULT_MAX_VALIDITY_DAYS
 
     @property
     def categories(self) -> tuple[str, ...]:
         return tuple(sorted(self.rules[1]))
+
+    @property
+    def admitted_categories(self) -> tuple[str, ...]:
+        """Categories admitted at level 1 (a category refused there is refused at every level): what a desk
+        may write on a card."""
+        return tuple(sorted(c for c, rule in self.rules[1].items() if rule.admitted))
 
     def decide_requirements(self, level: int, category: str) -> Requirement:
         """The requirement for `category` at ISPS `level`. Unknown category: not admitted. Bad level: ValueError."""
@@ -85,8 +96,13 @@ class GatePolicy:
             raise PolicyError(prefix, "must be a table")
         expected = {f"level{n}" for n in LEVELS}
         for key in data:
-            if key not in expected:
-                raise PolicyError(f"{prefix}.{key}", "unknown key (expected level1, level2, level3)")
+            if key not in expected and key != "max_validity_days":
+                raise PolicyError(f"{prefix}.{key}", "unknown key (expected level1, level2, level3, "
+                                                     "max_validity_days)")
+        max_days = data.get("max_validity_days", DEFAULT_MAX_VALIDITY_DAYS)
+        lo_days, hi_days = MAX_VALIDITY_RANGE
+        if isinstance(max_days, bool) or not isinstance(max_days, int) or not lo_days <= max_days <= hi_days:
+            raise PolicyError(f"{prefix}.max_validity_days", f"must be a whole number of days {lo_days}..{hi_days}")
         rules: dict[int, dict[str, Rule]] = {}
         for n in LEVELS:
             key = f"{prefix}.level{n}"
@@ -98,7 +114,7 @@ class GatePolicy:
             rules[n] = {cat: _rule(f"{key}.{cat}", cat, entry) for cat, entry in table.items()}
         _check_same_categories(rules, prefix)
         _check_monotonic(rules, prefix)
-        return cls(rules)
+        return cls(rules, max_days)
 
 
 def _rule(key: str, category: str, entry: Any) -> Rule:

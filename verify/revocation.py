@@ -12,14 +12,14 @@ from __future__ import annotations
 
 import hmac
 import os
-import re
 from collections.abc import Iterable
 from pathlib import Path
+
+from card.values import CardGuid, InvalidValue
 
 GUID_BYTES = 16
 HEADER = "cardbound-revoked 1"
 MAX_FILE_BYTES = 16 * 1024 * 1024
-_GUID_RE = re.compile(r"^[0-9a-fA-F]{32}$")
 
 
 class RevocationListError(ValueError):
@@ -65,9 +65,11 @@ class RevocationList:
                     raise RevocationListError(f"{source}, line {lineno}: expected the header '{HEADER}'")
                 header_seen = True
                 continue
-            if not _GUID_RE.match(line):
-                raise RevocationListError(f"{source}, line {lineno}: expected a card GUID (32 hex characters)")
-            guids.append(bytes.fromhex(line))
+            try:  # the spellings `keys revoke-card` accepts: dashes, braces, any case
+                guids.append(CardGuid.parse(line).value)
+            except InvalidValue:
+                raise RevocationListError(f"{source}, line {lineno}: expected a card GUID (32 hex digits, "
+                                          "dashes allowed)") from None
         if not header_seen:
             raise RevocationListError(f"{source}: empty file (no '{HEADER}' header)")
         return cls(guids, source)

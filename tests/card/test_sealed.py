@@ -381,3 +381,20 @@ def test_gate_binding_refuses_a_card_of_another_ca(env: Env, tmp_path: Path) -> 
     cert = other.issue_card_auth_certificate(env.binding.guid, env.card_key.public_key(), now=NOW)
     with pytest.raises(sealed.CardCertificateError, match="not issued by the trusted CA"):
         sealed.gate_binding(cert, env.binding.guid, trust=env.trust, now=NOW)
+
+
+def test_sample_count_and_spread_round_trip_and_old_containers_still_open(env: Env) -> None:
+    # containers sealed before keys 13/14 existed (env.sealed carries neither) open with None ...
+    old = unseal(env.sealed, trust=env.trust, expected=env.binding, now=NOW)
+    assert old.header.samples is None and old.header.sample_spread_milli is None
+    old.wipe()
+    # ... and a header that records them carries them through the signature
+    header = replace(env.header, samples=3, sample_spread_milli=287)
+    data = seal(env.template, header, env.binding, env.station, env.store.verifier_public_key())
+    got = unseal(data, trust=env.trust, expected=env.binding, now=NOW)
+    assert got.header == header and (got.header.samples, got.header.sample_spread_milli) == (3, 287)
+    got.wipe()
+    with pytest.raises(ValueError, match="sample_spread_milli"):
+        replace(env.header, sample_spread_milli=2001)
+    with pytest.raises(ValueError, match="samples"):
+        replace(env.header, samples=-1)
