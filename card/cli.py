@@ -52,6 +52,25 @@ def _info(args: argparse.Namespace) -> int:
     return 0
 
 
+def _lookup(args: argparse.Namespace) -> int:
+    import json
+
+    from card.register import CardRegister, RegisterError
+
+    try:
+        card = CardRegister.beside(args.home_dir.keystore).find(args.card)
+    except RegisterError as exc:
+        if args.json:
+            print(json.dumps({"result": "not_found", "message": str(exc)}))
+        raise CardCommandError(str(exc), CardFailure.INPUT) from None
+    if args.json:
+        print(json.dumps({"result": "found", **card.as_dict()}))
+    else:
+        for key, value in card.as_dict().items():
+            print(f"{key:<22} {value if value is not None else '-'}")
+    return 0
+
+
 def _virtual(args: argparse.Namespace) -> int:
     try:
         return virtual_main.run(args)
@@ -70,6 +89,11 @@ def register(subparsers: Any) -> None:
     info.add_argument("--reader", help="reader index (0, 1, ...), name or name prefix (default: first reader)")
     info.add_argument("--timeout", type=float, default=10.0, help="seconds to wait for a card")
     info.set_defaults(handler=_info)
+
+    lookup = sub.add_parser("lookup", help="find an issued card by card id, GUID (any spelling) or certificate serial")
+    lookup.add_argument("card", metavar="CARD")
+    lookup.add_argument("--json", action="store_true", help="print one JSON object")
+    lookup.set_defaults(handler=_lookup)
 
     virtual = sub.add_parser(
         "virtual", help="run a virtual PIV card in a vpcd reader until SIGTERM (tests and demo only)"

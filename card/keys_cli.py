@@ -55,12 +55,22 @@ def _retire_verifier(args: argparse.Namespace) -> int:
 
 
 def _revoke_card(args: argparse.Namespace) -> int:
+    """By what people have: the card id the desk printed, the GUID (any spelling) or the certificate serial, found
+    in the issued-card register; a GUID not in the register (cards issued before it existed) still works."""
+    from card.register import CardRegister, RegisterError, parse_guid
+
+    store = _open(args)
+    register = CardRegister.beside(store.path)
     try:
-        guid = bytes.fromhex(args.guid.replace("-", ""))
-    except ValueError as exc:
-        raise CardCommandError(f"not a card GUID: {args.guid!r}", CardFailure.USAGE) from exc
-    crl = _open(args).revoke_card(guid)
-    print(f"card {guid.hex()} revoked; CRL number {pki.crl_number(crl)}: export it to every gate")
+        guid = register.find(args.card).guid
+    except RegisterError as exc:
+        fallback = parse_guid(args.card)
+        if fallback is None:
+            raise CardCommandError(str(exc), CardFailure.USAGE) from None
+        guid = fallback
+    crl = store.revoke_card(guid.value)
+    register.record_revoked(guid)
+    print(f"card {guid.card_id} (GUID {guid.hex()}) revoked; CRL number {pki.crl_number(crl)}: export it to every gate")
     return 0
 
 
@@ -127,8 +137,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     p = sub.add_parser("retire-verifier", help="delete an old verifier key")
     p.add_argument("kid")
     p.set_defaults(handler=_guard(_retire_verifier))
-    p = sub.add_parser("revoke-card", help="revoke a lost or stolen card's card-auth certificate (by GUID)")
-    p.add_argument("guid")
+    p = sub.add_parser("revoke-card", help="revoke a lost or stolen card (by the card id the desk printed, the "
+                                           "GUID or the card-auth certificate serial)")
+    p.add_argument("card", metavar="CARD", help="card id (16 hex digits), GUID (32 hex digits) or certificate serial")
     p.set_defaults(handler=_guard(_revoke_card))
     p = sub.add_parser("refresh-crl", help="re-sign the CRL before its next update")
     p.set_defaults(handler=_guard(_refresh_crl))

@@ -216,7 +216,7 @@ def run(args: argparse.Namespace, wiring: DeskWiring) -> None:
         params = dict(exc.params)
         if exc.failure is EnrolFailure.QUALITY and exc.reasons:
             params["advice"] = quality_message(QualityReason(exc.reasons[0]), out.lang)
-            params["reasons"] = ", ".join(dict.fromkeys(exc.reasons))
+            params["codes"] = ", ".join(dict.fromkeys(exc.reasons))
         if exc.failure is EnrolFailure.BAD_INPUT and "path" not in params:
             params["path"] = ", ".join(str(s.path) for s in sources)
         out.fail(exc.failure, str(exc), stage=exc.stage, reasons=exc.reasons, card_state=exc.card_state, **params)

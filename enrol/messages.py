@@ -71,9 +71,9 @@ CATALOGUE: dict[str, dict[Lang, str]] = {
         "en": "This card already holds a template. To re-enrol, start again with --replace (audited).",
     },
     "QUALITY": {
-        "fr": "Aucune image n'a passé le contrôle de qualité ({reasons}). {advice}",
-        "nl": "Geen enkel beeld doorstond de kwaliteitscontrole ({reasons}). {advice}",
-        "en": "No image passed the quality check ({reasons}). {advice}",
+        "fr": "Aucune image n'a passé le contrôle de qualité ({codes}). {advice}",
+        "nl": "Geen enkel beeld doorstond de kwaliteitscontrole ({codes}). {advice}",
+        "en": "No image passed the quality check ({codes}). {advice}",
     },
     "SAMPLES_DISAGREE": {
         "fr": "Les échantillons {pairs} ne sont pas de la même personne : une carte, une personne. "

@@ -19,7 +19,7 @@ from card.piv import PivSession
 from cardbound.errors import ExitCode
 
 CARDBOUND = str(Path(sys.executable).with_name("cardbound"))
-HOLDER = "a1" * 16
+HOLDER = "a1" * 32  # 32 bytes, as the ban list needs
 
 
 def cb(home: Path, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
@@ -84,13 +84,14 @@ def test_no_face_bad_input_unknown_reader_bad_args(home: Path, virtual_card, tmp
     assert cb(home, *enrol_args("0", tmp_path / "missing.jpg")).returncode == ExitCode.INPUT
 
     res = cb(home, *enrol_args("7", grey))
-    assert res.returncode == ExitCode.NO_READER and "no reader #7" in res.stderr, res.stderr
+    assert res.returncode == ExitCode.NO_READER and "reader not found" in res.stderr, res.stderr
+    assert "no reader #7" in json.loads(res.stdout)["detail"]  # the technical detail, for scripts
     res = cb(home, *enrol_args("Nonexistent Reader", grey))
     assert res.returncode == ExitCode.NO_READER
 
     bad_date = cb(home, "enrol", "--photo", str(grey), "--holder-ref", HOLDER, "--category", "regular",
                   "--valid-until", "31/12/2030")
-    assert bad_date.returncode == ExitCode.USAGE and "not a date" in bad_date.stderr
+    assert bad_date.returncode == ExitCode.USAGE and "YYYY-MM-DD" in bad_date.stderr
     assert cb(tmp_path / "nokeys", *enrol_args("0", grey)).returncode == ExitCode.KEYS
 
 

@@ -131,3 +131,17 @@ def test_equal_thresholds_across_levels_are_allowed() -> None:
     d["level2"]["seafarer"]["threshold"] = 0.42
     d["level3"]["seafarer"]["threshold"] = 0.42
     assert GatePolicy.from_mapping(d).decide_requirements(3, "seafarer").threshold == 0.42
+
+
+def test_max_validity_days_and_admitted_categories_for_the_desk() -> None:
+    data = _base()
+    assert GatePolicy.from_mapping(data).max_validity_days == 5 * 365
+    data["max_validity_days"] = 730
+    policy = GatePolicy.from_mapping(data)
+    assert policy.max_validity_days == 730
+    assert set(policy.admitted_categories) <= set(policy.categories)
+    for bad in (0, 4000, 1.5, True, "730"):
+        data["max_validity_days"] = bad
+        with pytest.raises(PolicyError) as exc:
+            GatePolicy.from_mapping(data)
+        assert exc.value.key == "policy.max_validity_days"

@@ -47,3 +47,13 @@ def test_malformed_file_is_a_clear_error(tmp_path: Path, text: str, words: str) 
 def test_missing_file(tmp_path: Path) -> None:
     with pytest.raises(RevocationListError, match="cannot read"):
         RevocationList.load(tmp_path / "nope.txt")
+
+
+def test_the_spellings_keys_revoke_card_accepts_are_accepted_here() -> None:
+    guid = secrets.token_bytes(16)
+    h = guid.hex()
+    dashed = f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}".upper()
+    rl = RevocationList.parse(f"cardbound-revoked 1\n{dashed}\n{{{h}}}\n")
+    assert rl.is_revoked(guid) and len(rl) == 2
+    with pytest.raises(RevocationListError, match="line 2"):
+        RevocationList.parse(f"cardbound-revoked 1\n{h[:-2]}\n")
