@@ -113,11 +113,11 @@ class _Out:
                               "exit_code": self.wiring.exit_code(failure)}, ensure_ascii=False))
         raise EnrolCommandError(f"{text} {state}", failure)
 
-    def text(self, code: str, **params: object) -> str:
-        if code == "CATEGORY_UNKNOWN":
+    def text(self, message_code: str, /, **params: object) -> str:
+        if message_code == "CATEGORY_UNKNOWN":
             s = params.get("suggestion")
             params["hint"] = messages.render("CATEGORY_HINT", self.lang, suggestion=s) if s else ""
-        return messages.render(code, self.lang, **params)
+        return messages.render(message_code, self.lang, **params)
 
 
 def _parse_valid_until(text: str, out: _Out) -> datetime:

@@ -330,7 +330,7 @@ def check_request(request: EnrolRequest, rules: EnrolmentRules, now: datetime) -
             "category": str(request.category), "suggestion": exc.suggestion or "",
             "known": ", ".join(sorted(rules.categories)), "valid_until": f"{request.valid_until:%Y-%m-%d}",
             "max_days": rules.max_validity.days, "latest": f"{now + rules.max_validity:%Y-%m-%d}",
-            "code": exc.code,
+            "rule": exc.code,
         }) from None
 
 
@@ -372,7 +372,7 @@ def enrol(
         if rules is not None:
             check_request(request, rules, now())
     except EnrolError as err:
-        raise refused(err, detail=str(err.params.get("code") or "")) from None
+        raise refused(err, detail=str(err.params.get("rule") or "")) from None
 
     # -- inspect the card (read only) and refuse a revoked one
     try:

@@ -204,7 +204,7 @@ def fields(code: str) -> set[str]:
     return {name for _, name, _, _ in string.Formatter().parse(CATALOGUE[code]["en"]) if name}
 
 
-def render(code: str, lang: Lang = "en", **params: object) -> str:
+def render(code: str, lang: Lang = "en", /, **params: object) -> str:
     """The operator's message for `code`; a field without a value is left empty rather than failing."""
     entry = CATALOGUE.get(code) or CATALOGUE["CARD_ERROR"]
     template = entry.get(lang, entry["en"])
