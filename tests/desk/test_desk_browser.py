@@ -232,6 +232,11 @@ def test_operator_sees_hints_captures_and_enrols_a_card_that_a_gate_accepts(stat
     impostor = st.cli("verify", "--once", "--reader", "0", "--photo",
                       str(faces_dir / "portraits/face_recognition/biden/biden.jpg"))
     assert impostor.returncode != 0  # the same card with someone else's face is refused
+    d.get(st.origin + "/desk")  # the card panel now reads the card as enrolled
+    st.wait(20).until(lambda _: any(li.get_attribute("data-state") == "enrolled"
+                                    for li in d.find_elements(By.CSS_SELECTOR, "#readers li")))
+    d.find_element(By.ID, "logout").click()
+    st.wait().until(lambda _: "/login" in d.current_url)
 
 
 def test_the_whole_web_enrolment_wrote_no_frame_to_disk(station: Station) -> None:

@@ -5,10 +5,13 @@ language. Real worker, real HTTP requests through Flask's test client."""
 from __future__ import annotations
 
 import io
+import os
+import sys
 from collections.abc import Iterator
 from datetime import date, timedelta
 from pathlib import Path
 
+import numpy as np
 import pytest
 from desk_helpers import ORIGIN, Desk, form_post, make_desk
 from PIL import Image
@@ -101,3 +104,59 @@ def test_category_and_validity_are_checked_against_the_policy(frames_desk: Desk)
     assert r.status_code == 400 and "Category unknown to the gate policy" in r.get_data(as_text=True)
     r = form_post(c, "/enrol", {"nrn": "85073003328", "category": "regular", "valid_until": "2199-01-01"})
     assert r.status_code == 400 and f"at most {m.group(2)}" in r.get_data(as_text=True)
+
+
+class _WriteRecorder:
+    """PEP 578 audit hook (the method of tests/biometric/test_no_disk_writes.py): every file opened for writing and
+    every file-creating call in this process, while `active`."""
+
+    FLAGS = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_APPEND
+    EVENTS = {"os.mkdir", "os.rename", "os.replace", "os.link", "os.symlink", "os.truncate", "tempfile.mkstemp",
+              "tempfile.mkdtemp", "shutil.copyfile", "shutil.move"}
+
+    def __init__(self) -> None:
+        self.active = False
+        self.events: list[tuple[str, str]] = []
+
+    def __call__(self, event: str, args: tuple[object, ...]) -> None:
+        if not self.active:
+            return
+        if event == "open":
+            path, mode, flags = (list(args) + [None, None, None])[:3]
+            if (isinstance(mode, str) and any(ch in mode for ch in "wax+")) or (
+                    isinstance(flags, int) and flags & self.FLAGS):
+                self.events.append((event, str(path)))
+        elif event in self.EVENTS:
+            self.events.append((event, str(args[0]) if args else ""))
+
+
+_recorder = _WriteRecorder()
+sys.addaudithook(_recorder)  # hooks cannot be removed: inert unless active
+
+
+def test_a_frame_larger_than_werkzeugs_spool_threshold_is_never_written(frames_desk: Desk, tmp_path: Path) -> None:
+    """Werkzeug spools multipart file parts above 500 KiB to a temporary file; a raw body never goes there."""
+    d = frames_desk
+    d.register("olga", Role.OPERATOR)
+    c, _ = d.login("olga")
+    rng = np.random.default_rng(7)
+    noise = Image.fromarray(rng.integers(0, 256, (1100, 1400, 3), dtype=np.uint8))
+    big = _jpeg(noise)
+    assert 600 * 1024 < len(big) <= 2 * 1024 * 1024
+    _recorder.events.clear()
+    _recorder.active = True
+    try:
+        r = _post_frame(c, "/api/frame/hint", big)
+        r2 = _post_frame(c, "/api/frame/take", big)
+    finally:
+        _recorder.active = False
+    assert r.status_code == 200 and r.get_json()["codes"] == ["NO_FACE"]
+    assert r2.status_code == 200 and r2.get_json()["kept"] is False
+    assert _recorder.events == []
+    # control: the same recorder sees a write, so the assertion above can fail
+    _recorder.active = True
+    try:
+        (tmp_path / "x.bin").write_bytes(b"x")
+    finally:
+        _recorder.active = False
+    assert _recorder.events == [("open", str(tmp_path / "x.bin"))]

@@ -267,3 +267,21 @@ def test_every_account_change_is_audited(desk: Desk) -> None:
     ]
     changed = desk.events("operator.role_changed")[0]["payload"]
     assert (changed["old_role"], changed["new_role"], changed["by_operator_id"]) == ("operator", "auditor", "root")
+
+
+def test_with_tls_the_cookie_is_secure_and_hsts_is_sent(tmp_path: Path) -> None:
+    from desk_helpers import STATION
+
+    from enrol.desk import DeskConfig, create_app
+
+    d = make_desk(tmp_path / "home")
+    try:
+        services = d.app.extensions["desk"]["services"]
+        app = create_app(DeskConfig(station=STATION, origin="https://desk.example:8470", rp_id="desk.example"),
+                         services)
+        r = app.test_client().get("/login", base_url="https://desk.example:8470")
+        assert r.status_code == 200
+        assert "Secure" in r.headers["Set-Cookie"] and "HttpOnly" in r.headers["Set-Cookie"]
+        assert r.headers["Strict-Transport-Security"].startswith("max-age=")
+    finally:
+        d.log.close()
