@@ -39,6 +39,7 @@ __all__ = [
     "EnrolmentStarted",
     "EventValidationError",
     "EvidenceExported",
+    "EvidenceProbe",
     "GateDecision",
     "KeyIssued",
     "KeyRevoked",
@@ -528,3 +529,18 @@ class EvidenceExported(AuditEvent):
     event_type: Code | None = None
     export_sha256: Id | None = None
     operator_id: Id | None = None
+
+
+@_register
+@dataclass(frozen=True)
+class EvidenceProbe(AuditEvent):
+    """One conformance probe of the evidence pack (art. 2.5.2.85 §3) ran on this node: its name and outcome,
+    never its inputs' content (the probe photos are named by the pack, not here)."""
+
+    TYPE: ClassVar[str] = "evidence.probe"
+    node_id: Id
+    probe: Code  # e.g. "write-watch", "no-one-to-many"
+    result: Code  # "pass" | "fail" | "not-run"
+    findings: int
+    software_version: Text
+    run_id: Id | None = None

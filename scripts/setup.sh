@@ -7,7 +7,8 @@ root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
 
 APT_PACKAGES=(pcscd libpcsclite-dev vsmartcard-vpcd swig gcc python3 python3-dev python3-venv
-              postgresql strace procps chromium chromium-driver)
+              postgresql strace procps chromium chromium-driver
+              libpango-1.0-0 libpangoft2-1.0-0 fonts-dejavu-core poppler-utils openssl)
 
 sudo_() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
 

@@ -40,6 +40,9 @@ from card.virtual.vpcd import Faults
 
 LOCK_FILE = Path(os.environ.get("CARDBOUND_PCSC_LOCK", "/tmp/cardbound-pcsc.lock"))
 LOCK_WAIT_S = 900.0
+# Tells a process started by this session (e.g. `cardbound evidence probe`, which takes the same lock outside
+# pytest) that its ancestor already holds the readers lock, so it must not wait for it (it would wait forever).
+LOCK_HOLDER_ENV = "CARDBOUND_PCSC_LOCK_HOLDER"
 
 
 _lock_depth = 0  # re-entrant within this process: benchmark modules import the fixture more than once
@@ -61,6 +64,7 @@ def _acquire_readers_lock() -> None:
                     pytest.fail(f"another test session holds {LOCK_FILE} (virtual PC/SC readers busy)")
                 time.sleep(0.2)
         _lock_fd = fd
+        os.environ[LOCK_HOLDER_ENV] = str(os.getpid())
     _lock_depth += 1
 
 
@@ -68,6 +72,7 @@ def _release_readers_lock() -> None:
     global _lock_depth, _lock_fd
     _lock_depth -= 1
     if _lock_depth == 0 and _lock_fd is not None:
+        os.environ.pop(LOCK_HOLDER_ENV, None)
         fcntl.flock(_lock_fd, fcntl.LOCK_UN)
         os.close(_lock_fd)
         _lock_fd = None
