@@ -29,7 +29,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "cardbound.desk",
     "verify.cli",
     "audit.cli",
-    "iso27001_evidence.cli",
+    "cardbound.evidence",
 )
 
 Handler = Callable[[argparse.Namespace], object]  # None, an int, or an outcome enum (see cardbound.exits)

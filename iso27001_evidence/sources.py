@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from audit import AuditLog
-from audit.checkpoint import parse_checkpoint
+from audit.checkpoint import key_path, load_verifier, parse_checkpoint
 from audit.export import export_log
 from audit.verify import verify_database
 
@@ -122,7 +122,10 @@ def audit_facts(home: Path, node_id: str, period: Period, export_to: Path, today
     db = home / "audit" / "audit.sqlite3"
     if not db.exists():
         raise FileNotFoundError(f"no audit log at {db}")
-    report = verify_database(db)
+    # verify with the station's own key file (kept apart from the database), not the key recorded in the log
+    pub = key_path(home / "keys", node_id)
+    pub = pub.with_name(pub.name + ".pub")
+    report = verify_database(db, load_verifier(pub) if pub.is_file() else None)
     verification = {"ok": report.ok, "summary": report.summary(), "entries": report.entries,
                     "pruned": report.pruned, "checkpoints_checked": report.checkpoints_checked,
                     "findings": [f.line() for f in report.findings]}

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from audit import atrest
+from cardbound.home import Home
 from iso27001_evidence import oscal, pack, probes
 from iso27001_evidence.sources import Period
 
@@ -210,11 +211,12 @@ def _planted_env(tmp: Path, sitecustomize: str) -> dict[str, str]:
 
 def _run_planted(home: Path, faces: Path, only: set[str], env: dict[str, str] | None, tmp: Path) -> tuple[dict, str]:
     photos = faces / "portraits" / "face_recognition" / "obama"
-    cfg = probes.ProbeConfig(home=home, node_id="planted", cardbound=CARDBOUND, python=Path(sys.executable),
+    node = Home(home).node_id
+    cfg = probes.ProbeConfig(home=home, node_id=node, cardbound=CARDBOUND, python=Path(sys.executable),
                              enrol_photo=photos / "obama.jpg", live_photo=photos / "obama2.jpg", env=env, only=only)
     run = probes.run_probes(cfg)
     out = tmp / "pack"
-    pack.build(pack.BuildConfig(home=home, node_id="planted", period=Period.parse(PERIOD), out=out,
+    pack.build(pack.BuildConfig(home=home, node_id=node, period=Period.parse(PERIOD), out=out,
                                 cardbound=CARDBOUND, python=Path(sys.executable), run=run, sbom=False))
     first_page = subprocess.run(["pdftotext", "-l", "1", str(out / "rapport.pdf"), "-"], capture_output=True,
                                 text=True, check=True).stdout
@@ -288,7 +290,7 @@ def test_planted_worker_that_can_write_files(fresh_home: Path, tmp_path: Path, f
 
 
 def test_a_probe_that_cannot_run_is_not_run_never_pass(fresh_home: Path, tmp_path: Path) -> None:
-    cfg = probes.ProbeConfig(home=fresh_home, node_id="n", cardbound=CARDBOUND, python=Path(sys.executable),
+    cfg = probes.ProbeConfig(home=fresh_home, node_id=Home(fresh_home).node_id, cardbound=CARDBOUND, python=Path(sys.executable),
                              enrol_photo=None, live_photo=None, only={"write-watch", "delete-source"})
     run = probes.run_probes(cfg)
     assert [r.result for r in run.results] == [probes.NOT_RUN, probes.NOT_RUN]

@@ -1,14 +1,12 @@
-"""`cardbound evidence ...`: probe, build, verify, key. Thin adapter over `iso27001_evidence.*`."""
+"""`cardbound evidence ...`: probe, build, verify, key. Composition-root adapter over `iso27001_evidence.*`."""
 
 from __future__ import annotations
 
 import argparse
 import json
-import sqlite3
 import sys
 from pathlib import Path
 
-from audit.log import read_meta
 from cardbound.errors import CliError, ExitCode
 from cardbound.home import Home
 from iso27001_evidence import manifest, pack, probes
@@ -23,18 +21,7 @@ def _say(text: str) -> None:
 
 
 def _node_id(home: Home) -> str:
-    """The node id recorded in the station's audit log if it exists (it must not change), else the home's."""
-    if home.audit_db.is_file():
-        try:
-            conn = sqlite3.connect(f"file:{home.audit_db}?mode=ro", uri=True)
-            try:
-                node = read_meta(conn, "node_id")
-            finally:
-                conn.close()
-            if node:
-                return node
-        except sqlite3.DatabaseError as exc:
-            raise CliError(f"{home.audit_db}: not an audit database ({exc})", ExitCode.AUDIT) from None
+    """The station's audit node id (the one recorded in its log when it has one)."""
     return home.node_id
 
 
