@@ -296,10 +296,14 @@ def page(lang: str, run: ProbeRun, facts: AuditFacts | None, audit_error: str | 
     }[lang]) + "</p>")
     ops = ctx["operators"]
     out.append(f"<h3>{_e(t('operators'))}</h3>")
-    if ops.get("source") == NOT_CONFIGURED:
+    if not isinstance(ops.get("operators"), list):
         out.append(f"<p><b>{_e(NOT_CONFIGURED)}</b> — {_e(ops.get('detail', ''))}</p>")
     else:
-        out.append(f"<pre>{_e(ops)}</pre>")
+        out.append(f"<p>source : {_e(ops.get('source'))}</p>")
+        out.append(_table(["operator", "role", "created", "credentials (id, created, last used, counter)"], [
+            (o.get("operator_id"), o.get("role"), o.get("created"),
+             "; ".join(f"{c.get('id')} {c.get('created')} → {c.get('last_used') or '—'} ({c.get('sign_count')})"
+                       for c in o.get("credentials", [])) or "—") for o in ops["operators"]]))
     out.append(f"<h3>{_e(t('logins'))}</h3>")
     if facts is None:
         out.append(f"<p>{_e(audit_error)}</p>")

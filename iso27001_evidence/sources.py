@@ -89,15 +89,32 @@ def key_inventory(cmd: list[str], home: Path, env: Mapping[str, str] | None = No
 
 
 def operator_inventory(cmd: list[str], home: Path, env: Mapping[str, str] | None = None) -> dict[str, Any]:
-    """Operators, roles and security-key credentials from the desk (issue 13) when it offers an inventory."""
+    """Operators, roles and security-key credentials of the desk (issue 13): its inventory command when one is
+    installed, else its documented register `HOME/desk/operators.json` (version 1), read only. Credential ids are
+    shown shortened; public keys are not copied into the pack."""
     rc, out, _err = _cardbound(cmd, home, ["desk", "operators", "--json"], env)
     if rc == 0:
         try:
             return {"source": "cardbound desk operators --json", "operators": json.loads(out)}
         except ValueError:
             pass
-    return {"source": NOT_CONFIGURED, "operators": NOT_CONFIGURED,
-            "detail": "the installed system has no desk operator inventory (`cardbound desk operators --json`)"}
+    register = home / "desk" / "operators.json"
+    if not register.is_file():
+        return {"source": NOT_CONFIGURED, "operators": NOT_CONFIGURED,
+                "detail": f"no desk operator register in this station home ({register})"}
+    try:
+        raw = json.loads(register.read_text(encoding="utf-8"))
+        if raw.get("version") != 1:
+            raise ValueError("not a version-1 operator register")
+        ops = [{"operator_id": o["operator_id"], "role": o["role"], "created": o["created"],
+                "credentials": [{"id": str(c["credential_id"])[:16] + "…", "created": c["created"],
+                                 "last_used": c.get("last_used"), "sign_count": c.get("sign_count")}
+                                for c in o.get("credentials", [])]}
+               for o in raw.get("operators", {}).values()]
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+        return {"source": str(register), "operators": NOT_CONFIGURED, "detail": f"unreadable: {exc}"}
+    return {"source": f"{register} (desk operator register, read only)", "operators": ops,
+            "pending_invitations": len(raw.get("invitations", []))}
 
 
 @dataclass

@@ -38,7 +38,9 @@ def built(pcscd: object, tmp_path_factory: pytest.TempPathFactory, faces_dir: Pa
     """A deployment home (keystore + audit log) and the pack built from it in one command."""
     root = tmp_path_factory.mktemp("evidence")
     home = root / "home"
-    _cb(home, "keys", "init")
+    # a demo deployment: keys, two enrolments, seven gate decisions, all in the station's audit log
+    demo = _cb(home, "demo", "--faces", str(faces_dir), check=False)
+    assert demo.returncode == 0, demo.stdout[-2000:] + demo.stderr[-2000:]
     (home / "config").mkdir(exist_ok=True)
     (home / "config" / "audit.json").write_text('{"retention_days": 365}')
     out = root / "pack"
@@ -296,3 +298,21 @@ def test_a_probe_that_cannot_run_is_not_run_never_pass(fresh_home: Path, tmp_pat
     assert [r.result for r in run.results] == [probes.NOT_RUN, probes.NOT_RUN]
     assert "no probe photos" in run.results[0].findings[0]
     assert not run.conform
+
+
+def test_operator_inventory_reads_the_desk_register_or_says_not_configured(tmp_path: Path) -> None:
+    from iso27001_evidence import sources
+
+    home = tmp_path / "home"
+    home.mkdir()
+    assert sources.operator_inventory(CARDBOUND, home)["operators"] == sources.NOT_CONFIGURED
+    (home / "desk").mkdir()
+    (home / "desk" / "operators.json").write_text(json.dumps({"version": 1, "invitations": [], "operators": {
+        "alice": {"operator_id": "alice", "role": "admin", "lang": "fr", "created": "2026-11-30T10:00:00+00:00",
+                  "credentials": [{"credential_id": "ab" * 32, "data": "cd" * 100, "sign_count": 7,
+                                   "created": "2026-11-30T10:01:00+00:00", "last_used": "2026-12-01T07:00:00+00:00"}]}}}))
+    inv = sources.operator_inventory(CARDBOUND, home)
+    (op,) = inv["operators"]
+    assert op["operator_id"] == "alice" and op["role"] == "admin"
+    assert op["credentials"][0]["sign_count"] == 7 and op["credentials"][0]["id"].startswith("abab")
+    assert "cd" * 20 not in json.dumps(inv)  # the credential's public key data is not copied into the pack
