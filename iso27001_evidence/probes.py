@@ -552,7 +552,12 @@ def run_probes(cfg: ProbeConfig) -> ProbeRun:
     if {"delete-source"} & set(wanted) and "write-watch" not in wanted:
         wanted.insert(0, "write-watch")  # delete-source examines its enrolment
     try:
-        for name in wanted:
+        for name in PROBES:
+            if name not in wanted:  # listed anyway: a pack must show what was not examined
+                run.results.append(ProbeResult(name, NOT_RUN, METHODS[name], {},
+                                               ["not selected for this run (--only)"], _now(), 0.0, version,
+                                               CONDITIONS[name]))
+                continue
             cfg.say(f"probe {name} ...")
             started, t0 = _now(), time.monotonic()
             inputs: dict[str, str] = {}

@@ -295,8 +295,11 @@ def test_a_probe_that_cannot_run_is_not_run_never_pass(fresh_home: Path, tmp_pat
     cfg = probes.ProbeConfig(home=fresh_home, node_id=Home(fresh_home).node_id, cardbound=CARDBOUND, python=Path(sys.executable),
                              enrol_photo=None, live_photo=None, only={"write-watch", "delete-source"})
     run = probes.run_probes(cfg)
-    assert [r.result for r in run.results] == [probes.NOT_RUN, probes.NOT_RUN]
-    assert "no probe photos" in run.results[0].findings[0]
+    assert [r.result for r in run.results] == [probes.NOT_RUN] * len(probes.PROBES)
+    by = {r.probe: r for r in run.results}
+    assert "no probe photos" in by["write-watch"].findings[0]
+    assert "did not run" in by["delete-source"].findings[0]
+    assert "not selected" in by["audit-schema"].findings[0]
     assert not run.conform
 
 
