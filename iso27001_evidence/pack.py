@@ -158,7 +158,9 @@ def build(cfg: BuildConfig) -> BuildResult:
     ctx = {
         "period": str(cfg.period), "built": built, "fingerprint": fp, "operators": operators, "keys": keys,
         "retention": retention, "inventory": sources.DATA_INVENTORY,
-        "shipping": NOT_CONFIGURED if not cfg.dsn else "voir / see evidence/audit-counts.json",
+        # a per-node shipping check against the central store is not implemented yet: say so, never imply it
+        "shipping": NOT_CONFIGURED if not cfg.dsn else "non mesuré par cette version / not measured by this "
+                    "version (the central store is scanned by the storage probe only)",
         "soa_note": f"Données : {', '.join(used)}. 93 mesures de l'annexe A et 18 mesures de l'annexe B de "
                     "l'ISO/IEC 27701 (sous-traitants). La colonne « mesuré » est remplie par le système ; les "
                     "autres colonnes sont les décisions du sous-traitant.",
