@@ -318,7 +318,8 @@ def _probe_write_watch(cfg: ProbeConfig, ctx: _Ctx, inputs: dict[str, str]) -> l
             _stop(pcscd)
     ctx.written = enrolled.written | verified.written
     ctx.source_removed_by_trace = source in enrolled.removed
-    allowed = (home / "audit", home / "keys", Path("/dev"), Path("/proc"))
+    # the station writes its audit log, its keystore and its own configuration (node id); all are scanned below
+    allowed = (home / "audit", home / "keys", home / "config", Path("/dev"), Path("/proc"))
     unexpected = sorted(p for p in ctx.written
                         if p != source and not any(p == a or a in p.parents for a in allowed)
                         and not (p.suffix == ".pyc" and "__pycache__" in p.parts))
