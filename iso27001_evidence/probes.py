@@ -524,8 +524,8 @@ METHODS: dict[str, str] = {
     "write-watch": "real enrolment (installed `cardbound enrol --photo --delete-source`) and gate verification "
                    "(`cardbound verify --once`) on a virtual PIV card in a scratch station home, every process "
                    "traced with strace (open/creat/rename/link/truncate/unlink); every file written must be the "
-                   "station's audit log or keystore, and no written file may hold image bytes or descriptor-like "
-                   "vectors",
+                   "station's audit log, keystore or configuration, and no written file may hold image bytes or "
+                   "descriptor-like vectors",
     "delete-source": "after the traced enrolment with --delete-source, the source photo must be gone and the "
                      "enrolment process itself must have unlinked it",
     "storage-scan": "audit.atrest scan (image signatures anywhere in a file; 128 consecutive float32/float64 "

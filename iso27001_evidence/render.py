@@ -99,8 +99,8 @@ METHOD_FR: dict[str, str] = {
                    "vérification au portique (« cardbound verify --once ») sur une carte PIV virtuelle, dans un "
                    "répertoire de station temporaire, chaque processus étant tracé par strace (ouverture en "
                    "écriture, création, renommage, lien, troncature, suppression). Chaque fichier écrit doit être "
-                   "le journal d'audit ou le magasin de clés de la station ; aucun fichier écrit ne peut contenir "
-                   "d'octets d'image ou de vecteurs de type descripteur.",
+                   "le journal d'audit, le magasin de clés ou la configuration de la station ; aucun fichier écrit "
+                   "ne peut contenir d'octets d'image ou de vecteurs de type descripteur.",
     "delete-source": "Après l'enrôlement tracé avec --delete-source, la photo source doit avoir disparu et le "
                      "processus d'enrôlement lui-même doit l'avoir supprimée.",
     "storage-scan": "Analyse (audit.atrest : signatures d'images n'importe où dans un fichier ; 128 valeurs "
