@@ -4,6 +4,7 @@ signed manifest; then its verification with `cardbound evidence verify` and with
 
 from __future__ import annotations
 
+import html
 import json
 import os
 import shutil
@@ -68,7 +69,7 @@ def test_every_probe_ran_on_the_installed_system_and_passed(built: tuple[Path, P
 
 def test_report_in_french_with_dutch_and_english_and_sections(built: tuple[Path, Path, dict]) -> None:
     _home, out, _run = built
-    fr = (out / "index.html").read_text()
+    fr = html.unescape((out / "index.html").read_text())
     for term in LEGAL_TERMS:
         assert term in fr, term
     assert "NON CONFORME" not in fr and ">CONFORME<" in fr
@@ -105,7 +106,7 @@ def test_oscal_validates_with_trestle_and_a_broken_one_does_not(built: tuple[Pat
     doc = json.loads(text)
     assert len(doc["assessment-results"]["results"][0]["observations"]) == len(probes.PROBES)
     del doc["assessment-results"]["metadata"]["oscal-version"]
-    with pytest.raises(Exception, match="oscal"):
+    with pytest.raises(Exception, match="oscal.version|Field required"):
         oscal.validate_file(json.dumps(doc))
 
 
@@ -196,7 +197,7 @@ def test_a_forged_audit_checkpoint_inside_is_reported(built: tuple[Path, Path, d
     cps.write_text(json.dumps(data))
     r = pack.verify(copy)
     assert any(f.startswith("CHECKPOINT:") for f in r.findings), r.findings
-    assert "MODIFIED: evidence/audit-checkpoints.json" in r.findings
+    assert any(f.startswith("MODIFIED: evidence/audit-checkpoints.json") for f in r.findings), r.findings
 
 
 # ------------------------------------------------------------------------------------------- planted violations
