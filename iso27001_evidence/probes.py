@@ -173,11 +173,30 @@ def _holds_lock_in_ancestry() -> bool:
     return False
 
 
+def _inherited_lock() -> bool:
+    """True when we were started as `flock /tmp/cardbound-pcsc.lock cardbound ...`: flock(1) hands its locked
+    descriptor to the command, and locking that same open file again succeeds at once (a new open of the file
+    would wait for ourselves forever)."""
+    try:
+        fds = list(Path("/proc/self/fd").iterdir())
+    except OSError:
+        return False
+    for entry in fds:
+        try:
+            if Path(os.readlink(entry)) != LOCK_FILE.absolute():
+                continue
+            fcntl.flock(int(entry.name), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return True
+        except (OSError, ValueError):
+            continue
+    return False
+
+
 @contextlib.contextmanager
 def readers_lock(say: Callable[[str], None], timeout_s: float = 900.0) -> Iterator[None]:
     """Hold the host-wide virtual readers lock (as `flock /tmp/cardbound-pcsc.lock` does) unless an ancestor
     process (the pytest fixture) already holds it for us."""
-    if _holds_lock_in_ancestry():
+    if _holds_lock_in_ancestry() or _inherited_lock():
         yield
         return
     fd = os.open(LOCK_FILE, os.O_CREAT | os.O_RDWR, 0o666)

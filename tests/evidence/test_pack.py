@@ -320,3 +320,31 @@ def test_operator_inventory_reads_the_desk_register_or_says_not_configured(tmp_p
     assert op["operator_id"] == "alice" and op["role"] == "admin"
     assert op["credentials"][0]["sign_count"] == 7 and op["credentials"][0]["id"].startswith("abab")
     assert "cd" * 20 not in json.dumps(inv)  # the credential's public key data is not copied into the pack
+
+
+def test_probe_under_flock_uses_the_inherited_lock_and_waits_for_a_foreign_one(tmp_path: Path) -> None:
+    """`flock LOCK cardbound evidence ...` (the guide's command) must not deadlock on its own lock; a lock held by
+    another session is waited for, then the probe says NOT RUN."""
+    lock = tmp_path / "readers.lock"
+    env = {**os.environ, "CARDBOUND_PCSC_LOCK": str(lock)}
+    env.pop("CARDBOUND_PCSC_LOCK_HOLDER", None)
+    script = ("from iso27001_evidence import probes\n"
+              "try:\n"
+              "    with probes.readers_lock(print, timeout_s=1.5):\n"
+              "        print('locked')\n"
+              "except probes._NotRun as exc:\n"
+              "    print('not run:', exc)\n")
+    own = subprocess.run(["flock", str(lock), sys.executable, "-c", script], env=env, capture_output=True,
+                         text=True, timeout=30)
+    assert own.stdout.strip().endswith("locked"), own.stdout + own.stderr
+    holder = subprocess.Popen(["flock", "--no-fork", str(lock), "sleep", "20"])  # one process: ours to stop
+    try:
+        for _ in range(50):  # until the holder has it
+            if subprocess.run(["flock", "-n", str(lock), "true"]).returncode != 0:
+                break
+        foreign = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=30)
+    finally:
+        holder.terminate()
+        holder.wait()
+    assert "waiting for the virtual card readers" in foreign.stdout
+    assert "not run: virtual readers busy" in foreign.stdout
