@@ -27,7 +27,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     p.add_argument("--tls-cert", type=Path, help="TLS certificate chain (PEM), required off loopback")
     p.add_argument("--tls-key", type=Path, help="TLS private key (PEM)")
     p.add_argument("--station", default="desk-1", help="enrolment station name (its certificate signs templates)")
-    p.add_argument("--gate-config", type=Path, help="gate policy (TOML) whose categories the desk offers")
+    p.add_argument("--gate-config", type=Path,
+                   help="gate configuration (TOML) whose policy the desk applies: categories, longest validity, "
+                        "revoked cards (default: HOME/config/gate.toml if present, else the built-in rules)")
     p.add_argument("--max-validity-days", type=int, default=5 * 365, help="longest template validity (days)")
     p.add_argument("--idle-minutes", type=float, default=15.0, help="idle session expiry (default 15)")
     p.add_argument("--session-hours", type=float, default=8.0, help="absolute session expiry (default 8)")
@@ -68,20 +70,6 @@ def run_bootstrap(args: argparse.Namespace) -> int:
     return 0
 
 
-def _categories(args: argparse.Namespace) -> tuple[str, ...]:
-    from verify.policy import ANNEX_CATEGORIES
-    from verify.station import GateConfigError, load_settings
-
-    if args.gate_config is None:
-        return ANNEX_CATEGORIES
-    try:
-        settings = load_settings(args.gate_config, args.home_dir)
-    except (GateConfigError, ValueError, OSError) as exc:
-        raise CliError(f"gate configuration: {exc}", ExitCode.CONFIG) from None
-    cats = getattr(settings.policy, "categories", None)
-    return tuple(cats) if cats else ANNEX_CATEGORIES
-
-
 def build_services(args: argparse.Namespace, worker: Any, log: Any) -> Any:
     """The desk's services from the station home (keys, holder-reference key, policy, audit log, worker)."""
     from audit.checkpoint import CheckpointError, key_path, load_verifier
@@ -89,8 +77,11 @@ def build_services(args: argparse.Namespace, worker: Any, log: Any) -> Any:
     from audit.verify import verify_database
     from card import transport
     from card.keystore import KeyStore, KeystoreError
+    from card.register import CardRegister
+    from cardbound.enrolment import load_rules
     from enrol.desk import DeskServices
     from enrol.desk.cardpanel import reader_states
+    from enrol.errors import EnrolCommandError
     from verify.banlist import BanListError, load_key, pseudonymise
 
     home = args.home_dir
@@ -103,11 +94,17 @@ def build_services(args: argparse.Namespace, worker: Any, log: Any) -> Any:
         ref_key = load_key(home.keystore / "holder-ref.key")
     except BanListError as exc:
         raise CliError(f"{exc} (create it with `cardbound gate pseudonymise --new-key`)", ExitCode.KEYS) from None
+    # the same gate rules `cardbound enrol` uses (categories the policy admits, its longest validity, revoked cards)
+    try:
+        rules = load_rules(args, keys)
+    except EnrolCommandError as exc:
+        raise CliError(str(exc), ExitCode.CONFIG) from None
     cert_end = station.certificate.not_valid_after_utc.date()
-    max_days = args.max_validity_days
+    max_days = min(args.max_validity_days, rules.max_validity.days)
 
     def max_valid_until() -> date:
-        return min(cert_end - timedelta(days=1), datetime.now(UTC).date() + timedelta(days=max_days))
+        # the flow counts the maximum from now to 23:59:59 UTC of the chosen day: the last whole day is one less
+        return min(cert_end - timedelta(days=1), datetime.now(UTC).date() + timedelta(days=max_days - 1))
 
     def verify_audit() -> tuple[bool, str, list[str]]:
         # as `cardbound audit verify` does on the station: the node's own verifier key from the keystore
@@ -120,10 +117,10 @@ def build_services(args: argparse.Namespace, worker: Any, log: Any) -> Any:
         return report.ok, report.summary(), [f.line() for f in report.findings]
 
     return DeskServices(
-        store=_store(home), audit=log, worker=worker, keys=keys, categories=_categories(args),
+        store=_store(home), audit=log, worker=worker, keys=keys, categories=tuple(sorted(rules.categories)),
         pseudonymise=lambda nrn: pseudonymise(nrn, ref_key), readers=reader_states,
         connect=lambda name: transport.connect(name or None, timeout=3.0), verify_audit=verify_audit,
-        max_valid_until=max_valid_until,
+        max_valid_until=max_valid_until, rules=rules, register=CardRegister.beside(keys.path),
     )
 
 

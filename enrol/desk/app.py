@@ -36,18 +36,22 @@ from biometric.isolation import EnrolmentReply, FrameQuality, SampleUnusable
 from card import transport
 from card.keystore import KeyStore
 from card.piv import PivSession
+from card.register import CardRegister
 from card.transport import PcscConnection
+from enrol import messages
 from enrol.desk.i18n import hint, lang_or_default, t
 from enrol.desk.sessions import MAX_FRAMES, Session, SessionStore
 from enrol.desk.store import LANGS, Lang, OperatorStore, Role, StoreError, check_operator_id
 from enrol.desk.webauthn import CeremonyError, WebAuthn
 from enrol.facecapture import frames_capture
 from enrol.flow import CapturedTemplate, EnrolError, EnrolRequest, enrol
+from enrol.rules import EnrolmentRules
 
 COOKIE = "desk_session"
 MAX_FRAME_BYTES = 2 * 1024 * 1024  # one JPEG from the browser (640x480 is ~40-80 KB); larger is refused (413)
 MAX_JSON_BYTES = 64 * 1024  # WebAuthn responses are a few KB
 FRAMES_NEEDED = 3
+DESK_WORDING = frozenset({"ALREADY_ENROLLED"})  # failures whose `enrol.messages` text names a command-line flag
 
 
 class Worker(Protocol):
@@ -79,6 +83,8 @@ class DeskServices:
     connect: Callable[[str], contextlib.AbstractContextManager[PcscConnection]]
     verify_audit: Callable[[], tuple[bool, str, list[str]]]  # (ok, summary, findings)
     max_valid_until: Callable[[], date]
+    rules: EnrolmentRules | None = None  # the gate's rules, checked again by the flow (categories, validity, revoked)
+    register: CardRegister | None = None  # the issued-card register the flow keeps
 
 
 @dataclass(frozen=True)
@@ -484,9 +490,15 @@ def create_app(config: DeskConfig, services: DeskServices) -> Flask:
         try:
             with card_lock, services.connect(reader) as conn:
                 result = enrol(req, session=PivSession(conn), keys=services.keys, audit=services.audit,
-                               capture=lambda: _capture(frames))
+                               capture=lambda: _capture(frames), rules=services.rules, register=services.register)
         except EnrolError as exc:
-            why = t(f"fail_{exc.failure.value}", s.lang, hint=hint(exc.reasons[0], s.lang) if exc.reasons else "")
+            # the enrolment flow's own operator messages (enrol.messages), as `cardbound enrol` shows them
+            params = dict(exc.params)
+            if exc.reasons:
+                params.setdefault("hint", hint(exc.reasons[0], s.lang))
+            why = messages.render(exc.failure.value, s.lang, **params)
+            if exc.failure.value in DESK_WORDING:  # the command line's text names a flag; the desk has a control
+                why = t(f"fail_{exc.failure.value}", s.lang)
             return page("result.html", ok=False, message=t("refused", s.lang, why=why)), 409
         except transport.TransportError as exc:  # reader or card missing before the flow started
             failure = "NO_CARD"

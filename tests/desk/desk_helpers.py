@@ -18,11 +18,12 @@ from audit import AuditLog
 from biometric.isolation import FaceWorker
 from card import transport
 from card.keystore import KeyStore
+from card.register import CardRegister
 from cardbound.home import Home
 from enrol.desk import DeskConfig, DeskServices, OperatorStore, Role, create_app
 from enrol.desk.cardpanel import reader_states
+from enrol.rules import EnrolmentRules
 from verify.banlist import pseudonymise
-from verify.policy import ANNEX_CATEGORIES
 
 ORIGIN = "http://localhost:8470"
 RP_ID = "localhost"
@@ -119,12 +120,15 @@ def make_desk(home: Path, *, worker: FaceWorker | None = None, idle_s: float = 9
     log = log or AuditLog.open_station(home, node_id=Home(home).node_id)
     store = OperatorStore(home / "desk" / "operators.json")
     cert_end = keys.station_credentials(STATION).certificate.not_valid_after_utc.date()
+    rules = EnrolmentRules.default()
     services = DeskServices(
-        store=store, audit=log, worker=worker or FaceWorker(), keys=keys, categories=ANNEX_CATEGORIES,
+        store=store, audit=log, worker=worker or FaceWorker(), keys=keys, categories=tuple(sorted(rules.categories)),
         pseudonymise=lambda nrn: pseudonymise(nrn, ref_key), readers=reader_states,
         connect=lambda name: transport.connect(name or None, timeout=3.0),
         verify_audit=lambda: (True, "audit log of node desk-node: verified", []),
-        max_valid_until=lambda: min(cert_end - timedelta(days=1), datetime.now(UTC).date() + timedelta(days=1825)),
+        max_valid_until=lambda: min(cert_end - timedelta(days=1),
+                                    datetime.now(UTC).date() + timedelta(days=rules.max_validity.days - 1)),
+        rules=rules, register=CardRegister.beside(keys.path),
     )
     app = create_app(DeskConfig(station=STATION, origin=ORIGIN, rp_id=RP_ID, idle_s=idle_s, absolute_s=absolute_s),
                      services)

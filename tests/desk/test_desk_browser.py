@@ -39,6 +39,7 @@ from biometric.quality import MESSAGES, QualityReason
 from card.keystore import KeyStore
 from card.virtual.harness import VirtualCardProcess
 from cardbound.home import Home
+from enrol.desk.i18n import t
 
 pytestmark = pytest.mark.skipif(not browser.available() or shutil.which("strace") is None,
                                 reason="chromium, chromium-driver and strace are installed by scripts/setup.sh")
@@ -235,6 +236,17 @@ def test_operator_sees_hints_captures_and_enrols_a_card_that_a_gate_accepts(stat
     d.get(st.origin + "/desk")  # the card panel now reads the card as enrolled
     st.wait(20).until(lambda _: any(li.get_attribute("data-state") == "enrolled"
                                     for li in d.find_elements(By.CSS_SELECTOR, "#readers li")))
+    # enrolling the same card again without "Replace": a clear refusal in her language, the card unchanged
+    st.wait(30).until(lambda _: "ok" in (d.find_element(By.ID, "hint").get_attribute("class") or ""))
+    d.find_element(By.ID, "take").click()
+    st.wait(60).until(lambda _: d.find_element(By.ID, "taken").get_attribute("data-held") == "3")
+    d.find_element(By.ID, "nrn").send_keys(NRN)
+    st.wait().until(lambda _: d.find_element(By.ID, "enrol").is_enabled())
+    d.find_element(By.ID, "enrol").click()
+    refused = st.wait(60).until(lambda _: d.find_element(By.ID, "result"))
+    assert refused.get_attribute("data-ok") == "false"
+    assert t("fail_ALREADY_ENROLLED", "fr") in refused.text, refused.text  # "cochez « Remplacer »"
+    st.shot("05-refused")
     d.find_element(By.ID, "logout").click()
     st.wait().until(lambda _: "/login" in d.current_url)
 
@@ -261,6 +273,8 @@ def test_the_whole_web_enrolment_wrote_no_frame_to_disk(station: Station) -> Non
         keys = home / "keys"
         if p.parent == keys and p.name.lstrip(".").startswith("audit-"):
             return True  # the audit checkpoint key
+        if p.parent == keys and p.name.startswith("register.jsonl"):
+            return True  # the issued-card register (card id, GUID, certificate serial, validity; no biometric)
         return keys / "cards" in p.parents or p == keys / "cards"  # the card's public certificate
 
     unexpected = sorted({(c, p) for c, p in writes if not allowed(p)})
@@ -279,6 +293,6 @@ def test_the_whole_web_enrolment_wrote_no_frame_to_disk(station: Station) -> Non
         assert link.rsplit("/", 1)[1] not in server_output
     with AuditLog.open_station(home, node_id=Home(home).node_id) as log:
         types = [e.type for e in log.entries()]
-    for t in ("operator.invited", "operator.registered", "operator.login", "operator.logout",
-              "enrolment.completed", "card.written", "gate.decision"):
-        assert t in types, t
+    for kind in ("operator.invited", "operator.registered", "operator.login", "operator.logout",
+                 "enrolment.completed", "card.written", "gate.decision"):
+        assert kind in types, kind
