@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import logging
 import ssl
 import sys
@@ -40,6 +41,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     b.add_argument("--origin", default=f"http://localhost:{DEFAULT_PORT}", help="the desk's origin (for the link)")
     b.add_argument("--station", default="desk-1")
     b.set_defaults(handler=run_bootstrap)
+    o = sub.add_parser("operators", help="list the desk's accounts, roles and security keys (no public keys)")
+    o.add_argument("--json", action="store_true", help="one JSON array (for the evidence pack)")
+    o.set_defaults(handler=run_operators)
 
 
 def _store(home: Any) -> Any:
@@ -67,6 +71,27 @@ def run_bootstrap(args: argparse.Namespace) -> int:
     print(f"{args.origin.rstrip('/')}/register/{token}")
     print("one-time link, valid 24 h: open it in the desk's browser and register the admin's security key",
           file=sys.stderr)
+    return 0
+
+
+def run_operators(args: argparse.Namespace) -> int:
+    from enrol.desk.store import StoreError
+
+    try:
+        ops = _store(args.home_dir).operators()
+    except StoreError as exc:
+        raise CliError(str(exc), ExitCode.CONFIG) from None
+    rows = [{"operator_id": op.operator_id, "role": op.role.value, "lang": op.lang, "created": op.created,
+             "credentials": [{"id": c.credential_id[:16] + "…", "created": c.created, "last_used": c.last_used,
+                              "sign_count": c.sign_count} for c in op.credentials]} for op in ops]
+    if args.json:
+        print(json.dumps(rows, ensure_ascii=False))
+        return 0
+    for r in rows:
+        creds = r["credentials"]
+        assert isinstance(creds, list)
+        last = max((c["last_used"] or "" for c in creds), default="") or "never"
+        print(f"{r['operator_id']:<24} {r['role']:<9} {r['lang']}  {len(creds)} key(s), last used {last}")
     return 0
 
 

@@ -3,6 +3,7 @@ WebAuthn structures (software authenticator), a real operator register, keystore
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 import sys
@@ -235,6 +236,12 @@ def test_bootstrap_link_is_one_time(tmp_path: Path) -> None:
         assert again.returncode == 2 and "already" in again.stderr
         ad, (r2, _) = d.login("root")
         assert r2.status_code == 200 and ad.get("/admin").status_code == 200
+        listed = subprocess.run([CARDBOUND, "--home", str(home), "desk", "operators", "--json"],
+                                capture_output=True, text=True, timeout=60)
+        assert listed.returncode == 0, listed.stderr
+        (root,) = json.loads(listed.stdout)
+        assert (root["operator_id"], root["role"], len(root["credentials"])) == ("root", "admin", 1)
+        assert root["credentials"][0]["sign_count"] == key.counter and root["credentials"][0]["last_used"]
     finally:
         d.log.close()
 
