@@ -118,6 +118,28 @@ METHOD_FR: dict[str, str] = {
                     "un JPEG en base64, une URI data: et un descripteur en texte, par le constructeur et en le "
                     "contournant ; chaque écriture doit être refusée et le journal d'essai rester vide.",
 }
+METHOD_NL: dict[str, str] = {
+    "write-watch": "Echte inschrijving (geïnstalleerde opdracht « cardbound enrol --photo --delete-source ») en "
+                   "verificatie aan de poort (« cardbound verify --once ») "
+                   "op een virtuele PIV-kaart, in een tijdelijke "
+                   "stationsmap, elk proces gevolgd met strace. Elk geschreven bestand moet de auditlog, de "
+                   "sleutelopslag of de configuratie van het station zijn; geen geschreven bestand mag beeldbytes of "
+                   "descriptorachtige vectoren bevatten.",
+    "delete-source": "Na de gevolgde inschrijving met --delete-source moet de bronfoto verdwenen zijn en moet het "
+                     "inschrijvingsproces haar zelf hebben gewist.",
+    "storage-scan": "Scan (audit.atrest: beeldhandtekeningen overal in een bestand; 128 opeenvolgende "
+                    "float32/float64-waarden met de norm van een descriptor) van de stationsmap, de tijdelijke mappen "
+                    "van de probe, elk bestand dat de gevolgde processen schreven en, indien geconfigureerd, de "
+                    "centrale opslag.",
+    "no-one-to-many": "Statische analyse van de geïnstalleerde pakketten biometric, verify, enrol en card: geen "
+                      "identificatie- of zoekfunctie, geen parameter met een verzameling templates, geen 1:N-functies "
+                      "van face_recognition, geen vergelijking in een lus over templates.",
+    "worker-cannot-write": "Het geïnstalleerde geïsoleerde proces probeert op elf manieren te schrijven; het "
+                           "resultaat wordt op de schijf vastgesteld.",
+    "audit-schema": "Poging om een template, hex, beeldhandtekeningen, een base64-JPEG, een data:-URI en een "
+                    "descriptor als tekst in de auditlog te schrijven, via de constructor en eromheen; elke "
+                    "schrijfpoging moet geweigerd worden.",
+}
 CONDITION_TEXT = {
     1: "lors de la première phase de collecte des données biométriques, les caractéristiques uniques et "
        "individuelles de l'individu sont codées et enregistrées en tant que modèle, et ensuite les données "
@@ -277,7 +299,7 @@ def page(lang: str, run: ProbeRun, facts: AuditFacts | None, audit_error: str | 
         for r in rows:
             out.append(f"<h4>{_e(PROBE_TITLE[r.probe][lang])} <code>{_e(r.probe)}</code> — {_badge(r.result)}</h4>")
             out.append(_table([], [
-                (_e(t("method")), _e(METHOD_FR[r.probe] if lang == "fr" else r.method)),
+                (_e(t("method")), _e({"fr": METHOD_FR, "nl": METHOD_NL}.get(lang, {}).get(r.probe, r.method))),
                 (_e(t("inputs")), "<br>".join(f"{_e(_label(k, lang))} : {_e(val)}" for k, val in r.inputs.items())
                  or "—"),
                 (_e(t("findings")), "<br>".join(_e(f) for f in r.findings) or _e(t("none"))),
