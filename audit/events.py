@@ -368,6 +368,9 @@ class GateDecision(AuditEvent):
     capture_ms: int | None = None
     compare_ms: int | None = None
     visitor_category: Code | None = None
+    reader_id: Id | None = None  # which of the gate's readers ("reader-0", ...)
+    lane_id: Id | None = None  # the lane / door the gate configuration maps that reader to
+    flags: Code | None = None  # e.g. "several_faces" when the policy accepted with a flag
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -375,6 +378,19 @@ class GateDecision(AuditEvent):
             raise EventValidationError(self.TYPE, "decision", "must be 'granted' or 'refused'")
         if self.security_level not in (1, 2, 3):
             raise EventValidationError(self.TYPE, "security_level", "must be 1, 2 or 3 (ISPS)")
+
+
+@_register
+@dataclass(frozen=True)
+class GateFault(AuditEvent):
+    """A fault of the gate itself, not of a person: the door hook failed or hung, a reader thread died, the
+    camera cannot deliver frames, a configuration reload was refused or applied."""
+
+    TYPE: ClassVar[str] = "gate.fault"
+    gate_id: Id
+    fault_code: Code
+    lane_id: Id | None = None
+    card_id: Id | None = None
 
 
 @_register

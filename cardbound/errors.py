@@ -36,6 +36,7 @@ class ExitCode(IntEnum):
     KEYS = 50  # keystore missing or invalid
     AUDIT = 60  # audit log failed verification
     AUDIT_STORE_UNREACHABLE = 61  # the central audit store could not be reached (not evidence of tampering)
+    GATE_FAULT = 70  # the running gate stopped on a fault of its own (a reader thread died): restart it
     INTERRUPTED = 130
 
 

@@ -48,6 +48,7 @@ GATE_FAILURE: Mapping[GateFailure, ExitCode] = {
     GateFailure.KEYS: ExitCode.KEYS,
     GateFailure.NO_READER: ExitCode.NO_READER,
     GateFailure.WORKER: ExitCode.FAILURE,
+    GateFailure.FAULT: ExitCode.GATE_FAULT,
 }
 
 ENROL_FAILURE: Mapping[EnrolFailure, ExitCode] = {

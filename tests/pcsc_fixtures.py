@@ -105,10 +105,13 @@ def virtual_card_factory(pcscd: PcscDaemon, tmp_path_factory: pytest.TempPathFac
         extended: bool = True,
         insert: bool = True,
         fsync: bool = True,
+        hostile: str | None = None,
+        seed: int = 0,
     ) -> VirtualCardProcess:
         if image is None:
             image = tmp_path_factory.mktemp("card") / "card.json"
-        card = VirtualCardProcess(image, reader, faults or Faults(), t0=t0, extended=extended, fsync=fsync)
+        card = VirtualCardProcess(image, reader, faults or Faults(), t0=t0, extended=extended, fsync=fsync,
+                                  hostile=hostile, seed=seed)
         made.append(card)
         if insert:
             card.insert()

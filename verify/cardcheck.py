@@ -7,18 +7,21 @@ exception zoo.
 
 from __future__ import annotations
 
+import secrets
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from cryptography.hazmat.primitives.asymmetric import ec
+
 from card import sealed
 from card.apdu import ApduError, ApduFormatError
-from card.cardauth import CardAuthError, authenticate_card
+from card.cardauth import CHALLENGE_LEN, CardAuthError, authenticate_card, verify_card_signature
 from card.personalise import read_sealed_template
-from card.piv import ObjectId, PivFormatError, PivSession
+from card.piv import ObjectId, PivFormatError, PivSession, Slot
 from card.sealed import GateTrust, UnsealedTemplate
-from card.transport import CardRemovedError, ConnectionLostError, TransportError
+from card.transport import CardRemovedError, CardTimeoutError, ConnectionLostError, TransportError
 from verify.decision import Reason, pseudonymous_card_id
 
 
@@ -36,6 +39,7 @@ class CardReading:
     card_id: str
     unsealed: UnsealedTemplate
     timings_ms: dict[str, float] = field(default_factory=dict)
+    public_key: ec.EllipticCurvePublicKey | None = None  # the 9E key that answered: re-proved before the door opens
 
     def wipe(self) -> None:
         self.unsealed.wipe()
@@ -52,6 +56,20 @@ def _template_reason(exc: sealed.SealedTemplateError) -> Reason:
         if isinstance(exc, kind):
             return reason
     return Reason.TEMPLATE_INVALID
+
+
+def reprove(session: PivSession, reading: CardReading) -> None:
+    """The card that was read must still be there: a fresh challenge to the same 9E key. Raises `CardRejected`
+    (CARD_REMOVED) otherwise, so a door never opens for a card that has left the reader."""
+    if reading.public_key is None:
+        raise CardRejected(Reason.CARD_REMOVED, "card key unknown: cannot re-prove presence", reading.card_id)
+    challenge = secrets.token_bytes(CHALLENGE_LEN)
+    try:
+        signature = session.sign_challenge(Slot.CARD_AUTH, challenge)
+        verify_card_signature(reading.public_key, challenge, signature)
+    except Exception as exc:  # removed, swapped, mute, garbage: in every case not the card that was read
+        raise CardRejected(Reason.CARD_REMOVED, f"card not re-proved after the face check ({type(exc).__name__})",
+                           reading.card_id) from None
 
 
 def read_card(
@@ -87,6 +105,8 @@ def read_card(
         raise
     except CardAuthError as exc:
         raise CardRejected(Reason.CARD_AUTH_FAILED, str(exc), card_id) from None
+    except CardTimeoutError as exc:  # a mute or frozen card: it is there, but it does not answer
+        raise CardRejected(Reason.CARD_ERROR, str(exc), card_id) from None
     except CardRemovedError as exc:
         raise CardRejected(Reason.CARD_REMOVED, str(exc), card_id) from None
     except ConnectionLostError as exc:
@@ -103,4 +123,4 @@ def read_card(
     except sealed.SealedTemplateError as exc:
         raise CardRejected(_template_reason(exc), f"{type(exc).__name__}: {exc}", card_id) from None
     timings["unseal"] = (time.perf_counter() - t2) * 1000
-    return CardReading(card.guid, card_id, unsealed, timings)
+    return CardReading(card.guid, card_id, unsealed, timings, card.public_key)

@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import argparse
-import shlex
-import subprocess
+import signal
 import sys
-import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,13 +13,13 @@ from biometric.capture import SampleSource
 from biometric.isolation import FaceWorker, IsolationError
 from card import transport
 from card.keystore import KeyStore, KeystoreError, load_gate_trust
-from card.piv import PivSession
 from card.sealed import GateTrust
 from verify.config import ConfigError
 from verify.decision import Decision, Reason
 from verify.errors import GateCommandError, GateFailure
 from verify.facematch import worker_match
 from verify.flow import Gate
+from verify.gateloop import DoorHook, GateLoop, HookError, Lane, LoopResult
 from verify.station import GateConfigError, GateSettings, NoSourceError
 from verify.station import load_settings as _load_settings
 
@@ -67,7 +65,10 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     g.add_argument("--reader", action="append", help="reader index or name prefix (repeat; default: all readers)")
     g.add_argument("--door-hook", metavar="CMD",
-                   help="command run on each acceptance (decision JSON on stdin); e.g. a relay script")
+                   help="command run on each acceptance (decision JSON on stdin, with reader_id and lane_id); "
+                        "checked at start-up; a failure or timeout is audited as a gate fault")
+    g.add_argument("--door-hook-timeout", type=float, default=2.0, metavar="S",
+                   help="seconds the door hook may take before it is killed (default 2)")
     g.add_argument("--max-decisions", type=int, default=0, help="stop after N decisions (0 = run until stopped)")
     _add_source_args(g, required=False)
     _add_common(g)
@@ -169,12 +170,13 @@ def decide_on_reader(gate: Gate, reader: str | None, card_timeout: float) -> Dec
         raise GateCommandError(str(exc), GateFailure.NO_READER) from None
     except transport.PcscUnavailableError as exc:
         raise GateCommandError(f"PC/SC unavailable: {exc}", GateFailure.NO_READER) from None
-    except transport.NoCardError:
-        return Decision(Reason.NO_CARD, gate.gate_id, security_level=gate.security_level())
+    except transport.NoCardError:  # audited too: every presentation (or its absence) leaves its event
+        return gate.record(Decision(Reason.NO_CARD, gate.gate_id, security_level=gate.security_level()))
     except transport.TransportError as exc:
-        return Decision(Reason.CARD_ERROR, gate.gate_id, detail=str(exc), security_level=gate.security_level())
+        return gate.record(Decision(Reason.CARD_ERROR, gate.gate_id, detail=f"connect: {type(exc).__name__}",
+                                    security_level=gate.security_level()))
     with conn:
-        return gate.decide(PivSession(conn))
+        return gate.decide_connection(conn)
 
 
 def _emit(decision: Decision, lang: str) -> None:
@@ -195,15 +197,22 @@ def run_once(args: argparse.Namespace) -> Reason:
     return decision.reason
 
 
-def _door(hook: str, decision: Decision) -> None:
-    try:
-        subprocess.run(shlex.split(hook), input=decision.to_json(), text=True, timeout=5, check=False)
-    except (OSError, subprocess.SubprocessError) as exc:
-        print(f"door hook failed: {exc}", file=sys.stderr, flush=True)
+def _lanes(settings: GateSettings, names: list[str], readers: list[str]) -> list[Lane]:
+    """Reader i of the watched list is `reader-i`; its lane id comes from `gate.lanes` (same order as
+    `gate.readers`) when the readers are the configured ones, else `lane-<i+1>`."""
+    configured = bool(settings.lanes) and names == list(settings.readers)
+    return [Lane(reader, f"reader-{i}", settings.lanes[i] if configured else f"lane-{i + 1}")
+            for i, reader in enumerate(readers)]
 
 
-def run_gate(args: argparse.Namespace) -> int:
+def run_gate(args: argparse.Namespace) -> GateFailure | None:
     settings = load_settings(args.config, args.home_dir, gate_id=args.gate_id)
+    hook: DoorHook | None = None
+    if args.door_hook is not None:
+        try:  # a hook that cannot run is refused now, not at the first acceptance
+            hook = DoorHook.parse(args.door_hook, args.door_hook_timeout)
+        except HookError as exc:
+            raise GateCommandError(str(exc), GateFailure.USAGE) from None
     source = _source(args, settings)
     names = [r for r in (args.reader or settings.readers or [])]
     try:
@@ -213,63 +222,25 @@ def run_gate(args: argparse.Namespace) -> int:
         raise GateCommandError(f"PC/SC unavailable: {exc}", GateFailure.NO_READER) from None
     if not readers:
         raise GateCommandError("no PC/SC reader found", GateFailure.NO_READER)
+    lanes = _lanes(settings, names, readers)
     rt = _runtime(args, source, settings)
-    lock = threading.Lock()  # one worker: decisions on several readers are serialised
-    stop = threading.Event()
-    count = [0]
-    print(f"gate {settings.gate_id}: watching {', '.join(str(r) for r in readers)}; "
+    loop = GateLoop(rt.gate, lanes, rt.log, emit=lambda d: _emit(d, args.lang), hook=hook,
+                    max_decisions=args.max_decisions)
+    previous = signal.signal(signal.SIGTERM, lambda *_: loop.stop.set())  # a supervisor's stop: clean exit 0
+    print(f"gate {settings.gate_id}: watching {', '.join(f'{ln.lane_id}={ln.reader}' for ln in lanes)}; "
           f"security level {settings.security_level()}", file=sys.stderr, flush=True)
-
-    def watch(reader: str | None) -> None:
-        while not stop.is_set():
-            try:
-                transport.wait_for_card(reader, timeout=0.5)
-            except transport.NoCardError:
-                continue
-            except transport.TransportError as exc:
-                print(f"reader {reader}: {exc}; retrying", file=sys.stderr, flush=True)
-                stop.wait(1.0)
-                continue
-            with lock:
-                if stop.is_set():
-                    return
-                try:
-                    decision = decide_on_reader(rt.gate, reader, 2.0)
-                except GateCommandError as exc:  # the reader vanished (unplugged, pcscd restarted): keep watching
-                    print(f"reader {reader}: {exc}; retrying", file=sys.stderr, flush=True)
-                    stop.wait(1.0)
-                    continue
-                _emit(decision, args.lang)
-                if decision.accepted and args.door_hook:
-                    _door(args.door_hook, decision)
-                count[0] += 1
-                if args.max_decisions and count[0] >= args.max_decisions:
-                    stop.set()
-            try:  # one decision per presentation: wait until the card leaves the field
-                while not stop.is_set():
-                    try:
-                        transport.wait_for_removal(reader, timeout=0.5)
-                        break
-                    except transport.NoCardError:
-                        continue
-            except transport.TransportError:
-                stop.wait(0.5)
-
-    threads = [threading.Thread(target=watch, args=(r,), daemon=True) for r in readers]
-    for t in threads:
-        t.start()
     try:
-        while any(t.is_alive() for t in threads):
-            for t in threads:
-                t.join(0.2)
+        result = loop.run()
     except KeyboardInterrupt:
-        stop.set()
+        loop.stop.set()
+        result = LoopResult(fault=None)
     finally:
-        stop.set()
-        for t in threads:
-            t.join(3)
+        signal.signal(signal.SIGTERM, previous)
         rt.close()
-    return 0
+    if result.fault:
+        print(f"gate {settings.gate_id}: stopped on a fault: {result.fault}", file=sys.stderr, flush=True)
+        return GateFailure.FAULT
+    return None
 
 
 def run_level(args: argparse.Namespace) -> int:

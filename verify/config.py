@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
+from card.values import InvalidValue, StationId
 from verify.banlist import BanList, BanListError, load_key
 from verify.policy import GatePolicy, PolicyError
 from verify.revocation import RevocationList, RevocationListError
@@ -30,7 +31,7 @@ GATE_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 TIME_BUDGET_MS = (100, 30_000)
 _TOP_KEYS = frozenset({"gate", "policy"})
 _GATE_KEYS = frozenset(
-    {"id", "site", "readers", "camera", "time_budget_ms", "ban_list", "ban_list_key", "revoked_cards"}
+    {"id", "site", "readers", "lanes", "camera", "time_budget_ms", "ban_list", "ban_list_key", "revoked_cards"}
 )
 
 
@@ -55,6 +56,7 @@ class GateConfig:
     policy: GatePolicy
     ban_list: BanList | None
     revoked: RevocationList | None
+    lanes: tuple[str, ...] = ()  # lane / door id per reader, same order as `readers`
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> GateConfig:
@@ -99,6 +101,16 @@ class GateConfig:
         readers = gate.get("readers", [])
         if not isinstance(readers, list) or not all(isinstance(r, str) and r.strip() for r in readers):
             raise ConfigError(path, "gate.readers", "must be a list of reader names (or index strings)")
+        lanes = gate.get("lanes", [])
+        if not isinstance(lanes, list) or (lanes and len(lanes) != len(readers)):
+            raise ConfigError(path, "gate.lanes", "must be a list of lane ids, one per entry of gate.readers")
+        for lane in lanes:
+            try:
+                StationId(lane)
+            except InvalidValue as exc:
+                raise ConfigError(path, "gate.lanes", exc.problem) from None
+        if len(set(lanes)) != len(lanes):
+            raise ConfigError(path, "gate.lanes", "lane ids must be distinct")
         camera = gate.get("camera")
         if camera is not None and (isinstance(camera, bool) or not isinstance(camera, int) or not 0 <= camera < 64):
             raise ConfigError(path, "gate.camera", "must be a camera device index 0..63")
@@ -126,7 +138,8 @@ class GateConfig:
                 revoked = RevocationList.load(revoked_file)
             except RevocationListError as exc:
                 raise ConfigError(path, "gate.revoked_cards", str(exc)) from None
-        return cls(path, gate_id, site, tuple(readers), camera, budget / 1000.0, policy, ban_list, revoked)
+        return cls(path, gate_id, site, tuple(readers), camera, budget / 1000.0, policy, ban_list, revoked,
+                   tuple(lanes))
 
 
 def _str(path: Path, table: Mapping[str, Any], key: str, *, required: bool = False) -> str | None:
@@ -163,6 +176,8 @@ def apply_config(settings: S, path: str | os.PathLike[str], *, gate_id: str | No
         "camera": cfg.camera,
         "time_budget_s": cfg.time_budget_s,
     }
+    if cfg.lanes:
+        changes["lanes"] = list(cfg.lanes)
     if cfg.site_id is not None:
         changes["site_id"] = cfg.site_id
     if cfg.ban_list is not None:

@@ -8,6 +8,7 @@ card id.
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -102,6 +103,16 @@ MESSAGES: dict[Reason, dict[str, str]] = {
 }
 
 
+# A GUID (or any long identifier, key or hash) in an exception text must not reach stdout or the audit log: card
+# GUIDs are personal data; the pseudonymous card id is what operators see.
+_LONG_HEX = re.compile(r"(?i)(?:[0-9a-f]{2}[-:\s]?){12,}[0-9a-f]{2}|\{?[0-9a-f]{8}(?:-[0-9a-f]{4}){3}-[0-9a-f]{12}\}?")
+
+
+def scrub(text: str) -> str:
+    """`text` with every long hexadecimal run (a GUID, a key, a hash) replaced by `<id>`, cut to 200 characters."""
+    return _LONG_HEX.sub("<id>", text)[:200]
+
+
 def pseudonymous_card_id(guid: bytes) -> CardId:
     """A stable, non-reversible card id for logs: the GUID itself stays on the card and in the CHUID. One
     definition: `card.values.CardId.of` (raises `InvalidValue` for a GUID that is not 16 bytes)."""
@@ -118,8 +129,15 @@ class Decision:
     distance: float | None = None
     threshold: float | None = None
     timings_ms: dict[str, float] = field(default_factory=dict)
-    detail: str = ""  # technical detail for operators (exception text), never biometric
+    detail: str = ""  # technical detail for operators (exception text), never biometric, never a GUID
     at: datetime = field(default_factory=lambda: datetime.now(UTC))
+    reader_id: str | None = None  # which of the gate's readers ("reader-0", ...)
+    lane_id: str | None = None  # the lane / door the configuration maps that reader to
+    flags: tuple[str, ...] = ()  # e.g. ("SEVERAL_FACES",) when the policy accepted with a flag
+    audited: bool = False  # set by `Gate.record` once the audit event is appended
+
+    def __post_init__(self) -> None:
+        self.detail = scrub(self.detail)
 
     @property
     def accepted(self) -> bool:
@@ -142,6 +160,11 @@ class Decision:
             "timings_ms": {k: round(v, 2) for k, v in self.timings_ms.items()},
             "at": self.at.isoformat(timespec="milliseconds"),
         }
+        if self.reader_id is not None:
+            out["reader_id"] = self.reader_id
+            out["lane_id"] = self.lane_id
+        if self.flags:
+            out["flags"] = list(self.flags)
         if self.detail:
-            out["detail"] = self.detail
+            out["detail"] = scrub(self.detail)
         return json.dumps(out, sort_keys=False)

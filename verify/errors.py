@@ -17,6 +17,7 @@ class GateFailure(Enum):
     KEYS = "keys"  # trust bundle, keystore or holder-reference key unusable
     NO_READER = "no_reader"  # PC/SC unavailable or the named reader does not exist
     WORKER = "worker"  # the sandboxed biometric worker could not start
+    FAULT = "fault"  # the running gate stopped on a fault of its own (a reader thread died)
 
 
 class GateCommandError(Exception):

@@ -14,12 +14,18 @@ from datetime import UTC, date, datetime
 from typing import Protocol
 
 from audit import AuditLog, GateDecision
+from card.apdu import ApduConnection
 from card.piv import PivSession
 from card.sealed import GateTrust
+from card.transport import CardTimeoutError, ConnectionLostError
+from card.values import Category as CategoryValue
+from card.values import HolderRef, InvalidValue
 from verify.banlist import BanEntry
-from verify.cardcheck import CardRejected, read_card
+from verify.cardcheck import CardRejected, read_card, reprove
 from verify.decision import Decision, Reason
 from verify.policy import Requirement
+
+TEMPLATE_BYTES = 512  # the engine's reference template (128 float32); anything else is refused, not compared
 
 
 @dataclass(frozen=True)
@@ -56,14 +62,63 @@ class Gate:
     is_revoked: Callable[[bytes], bool] = lambda guid: False
     now: Callable[[], datetime] = lambda: datetime.now(UTC)
 
-    def decide(self, session: PivSession) -> Decision:
-        """Run one decision on the presented card, audit it and return it. Never raises for card or face
-        problems: they are decisions with a reason."""
+    def decide_connection(self, conn: ApduConnection, *, reader_id: str | None = None,
+                          lane_id: str | None = None) -> Decision:
+        """Open the PIV application on a connected card and decide. A card without it (a bank card answering
+        6A82 to SELECT), a mute or a garbage-answering card is a CARD_ERROR decision, audited like any other."""
         t0 = time.perf_counter()
-        level = self.security_level()
-        decision = self._decide(session, level, t0)
+        try:
+            session = PivSession(conn)
+        except Exception as exc:  # noqa: BLE001 - ApduError, PivFormatError, TransportError, timeouts, anything
+            removed = isinstance(exc, ConnectionLostError) and not isinstance(exc, CardTimeoutError)
+            decision = Decision(Reason.CARD_REMOVED if removed else Reason.CARD_ERROR, self.gate_id,
+                                detail=f"select: {type(exc).__name__}", reader_id=reader_id, lane_id=lane_id)
+            try:
+                decision.security_level = self.security_level()
+            except Exception:  # noqa: BLE001
+                decision.security_level = 3
+            decision.timings_ms["total"] = (time.perf_counter() - t0) * 1000
+            return self.record(decision)
+        return self.decide(session, reader_id=reader_id, lane_id=lane_id)
+
+    def decide(self, session: PivSession, *, reader_id: str | None = None, lane_id: str | None = None) -> Decision:
+        """Run one decision on the presented card, audit it and return it. Never raises: card, face and
+        unexpected problems alike are decisions with a reason (INTERNAL_ERROR names only the exception class)."""
+        t0 = time.perf_counter()
+        try:
+            level = self.security_level()
+        except Exception as exc:  # an unreadable level file is refused at start-up; if it breaks later: level 3
+            level = 3
+            decision = Decision(Reason.INTERNAL_ERROR, self.gate_id, security_level=level,
+                                detail=f"security level unreadable ({type(exc).__name__})")
+        else:
+            try:
+                decision = self._decide(session, level, t0)
+            except Exception as exc:  # noqa: BLE001 - the gate loop must get a decision, whatever happened
+                decision = Decision(Reason.INTERNAL_ERROR, self.gate_id, security_level=level,
+                                    detail=f"unexpected {type(exc).__name__}")
+        decision.reader_id, decision.lane_id = reader_id, lane_id
         decision.timings_ms["total"] = (time.perf_counter() - t0) * 1000
-        self._audit(decision)
+        return self.record(decision)
+
+    def record(self, decision: Decision) -> Decision:
+        """Audit a decision (also one made before any card transaction: NO_CARD, CARD_ERROR while connecting).
+        If the audit log refuses it, the decision becomes a refusal: nothing opens without its audit event."""
+        try:
+            self._audit(decision)
+        except Exception as exc:  # noqa: BLE001
+            refused = Decision(Reason.INTERNAL_ERROR, decision.gate_id, decision.card_id, decision.security_level,
+                               detail=f"audit append failed ({type(exc).__name__})", reader_id=decision.reader_id,
+                               lane_id=decision.lane_id)
+            refused.timings_ms = decision.timings_ms
+            refused.audited = False
+            try:  # an event the schema refused (odd category): record the refusal without the odd value
+                self._audit(refused)
+                refused.audited = True
+            except Exception:  # noqa: BLE001, S110 - the log itself is down; the caller reports it
+                pass
+            return refused
+        decision.audited = True
         return decision
 
     def _decide(self, session: PivSession, level: int, t0: float) -> Decision:
@@ -76,7 +131,18 @@ class Gate:
         decision.timings_ms.update(reading.timings_ms)
         try:
             header = reading.unsealed.header
-            decision.category = header.visitor_category
+            # Signed is not the same as sane: values the desk should never have written are refused here, with
+            # a decision and its audit event, instead of crashing the ban check, the policy or the audit schema.
+            try:
+                category = CategoryValue(header.visitor_category)
+                HolderRef(bytes(header.holder_ref))
+                if len(reading.unsealed.template) != TEMPLATE_BYTES:
+                    raise InvalidValue("template", f"must be {TEMPLATE_BYTES} bytes")
+            except InvalidValue as exc:
+                decision.reason = Reason.TEMPLATE_INVALID
+                decision.detail = f"signed template carries an invalid {exc.field}"
+                return decision
+            decision.category = category
             if self.bans is not None and self.bans.is_banned(header.holder_ref, now.date()):
                 decision.reason = Reason.BANNED
                 return decision
@@ -86,6 +152,10 @@ class Gate:
                 return decision
             if not req.biometric:
                 decision.reason = Reason.ACCEPTED_NO_BIOMETRIC
+                try:
+                    reprove(session, reading)
+                except CardRejected as rej:
+                    decision.reason, decision.detail = rej.reason, rej.detail
                 return decision
             decision.threshold = req.threshold
             outcome = self.match(reading.unsealed.template, req.threshold)
@@ -99,6 +169,11 @@ class Gate:
             return decision
         decision.distance = outcome.distance
         decision.reason = Reason.ACCEPTED if outcome.distance <= req.threshold else Reason.FACE_MISMATCH
+        if decision.reason is Reason.ACCEPTED:
+            try:  # the door opens only for the card that is still there
+                reprove(session, reading)
+            except CardRejected as rej:
+                decision.reason, decision.detail = rej.reason, rej.detail
         return decision
 
     def _audit(self, d: Decision) -> None:
@@ -116,5 +191,8 @@ class Gate:
                 capture_ms=int(t["capture"]) if "capture" in t else None,
                 compare_ms=int(t["compare"]) if "compare" in t else None,
                 visitor_category=d.category,
+                reader_id=d.reader_id,
+                lane_id=d.lane_id,
+                flags=".".join(f.lower() for f in d.flags) or None,
             )
         )

@@ -43,6 +43,7 @@ class GateSettings:
     home_root: Path
     policy: Policy
     readers: list[str] = field(default_factory=list)
+    lanes: list[str] = field(default_factory=list)  # lane / door id per configured reader
     camera: int | None = None
     time_budget_s: float = 2.0
     bans: BanCheck | None = None

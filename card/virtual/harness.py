@@ -132,6 +132,8 @@ class VirtualCardProcess:
     extended: bool = True
     timeout: float = 10.0
     fsync: bool = True
+    hostile: str | None = None  # a `card.virtual.hostile` mode instead of the PIV card
+    seed: int = 0
 
     def __post_init__(self) -> None:
         self.proc: subprocess.Popen[bytes] | None = None
@@ -158,6 +160,8 @@ class VirtualCardProcess:
             cmd.append("--no-extended")
         if not self.fsync:
             cmd.append("--no-fsync")
+        if self.hostile:
+            cmd += ["--hostile", self.hostile, "--seed", str(self.seed)]
         return cmd
 
     def insert(self, faults: Faults | None = None) -> VirtualCardProcess:

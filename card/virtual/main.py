@@ -29,14 +29,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--t0", action="store_true", help="behave like a T=0 card (61xx/6Cxx, no extended length)")
     parser.add_argument("--no-fsync", action="store_true", help="atomic but not fsynced image writes (benchmarks only)")
     parser.add_argument("--no-extended", action="store_true", help="do not announce extended length")
+    parser.add_argument("--hostile", choices=("foreign", "mute", "random", "truncated"),
+                        help="tests: serve a hostile card instead of the PIV card (the image is not used)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the hostile card's random replies")
 
 
 def run(args: argparse.Namespace) -> int:
     """Raises ImageError for an unusable image; otherwise serves until SIGTERM."""
+    faults = Faults(drop_after=args.drop_after, freeze_after=args.freeze_after, delay_ms=args.delay_ms)
+    if getattr(args, "hostile", None):
+        from card.virtual.hostile import HostileCard
+
+        return serve(HostileCard(args.hostile, args.seed), args.reader, faults)  # type: ignore[arg-type]
     image = CardImage.load_or_create(args.image)
     image.durable = not args.no_fsync
     card = VirtualPivCard(image, t0=args.t0, extended=not args.no_extended)
-    faults = Faults(drop_after=args.drop_after, freeze_after=args.freeze_after, delay_ms=args.delay_ms)
     return serve(card, args.reader, faults)
 
 

@@ -152,3 +152,12 @@ def test_apply_config(tmp_path: Path) -> None:
     assert s.is_revoked(lost) and not s.is_revoked(secrets.token_bytes(16))
     assert s.bans is None
     assert apply_config(_Settings("default"), p, gate_id="cli-id").gate_id == "cli-id"
+
+
+def test_lanes_name_each_reader(tmp_path: Path) -> None:
+    ok = GateConfig.load(_write(tmp_path, 'id = "g1"\nreaders = ["0", "1"]\nlanes = ["north-in", "north-out"]'))
+    assert ok.lanes == ("north-in", "north-out")
+    for lanes, problem in (('["a"]', "one per entry"), ('["a b", "c"]', "not a valid id"), ('["a", "a"]', "distinct")):
+        with pytest.raises(ConfigError, match=problem) as err:
+            GateConfig.load(_write(tmp_path, f'id = "g1"\nreaders = ["0", "1"]\nlanes = {lanes}'))
+        assert "gate.lanes" in str(err.value)

@@ -1,0 +1,254 @@
+"""`cardbound gate` against hostile cards, through real pcscd + vsmartcard-vpcd: a foreign card (6A82 to SELECT), a
+mute card, cards answering random data or truncated replies, and a genuine card pulled at each APDU of the gate's
+transaction, all on reader 0, while a genuine card on reader 1 is accepted between them. The gate keeps running,
+every presentation gets exactly one decision and one audit event, the door hook runs only for the accepted card,
+and no card GUID appears in any output or audit event."""
+
+from __future__ import annotations
+
+import json
+import queue
+import signal
+import subprocess
+import sys
+import threading
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from audit import AuditLog
+from biometric import DESK, FaceEngine, load_path
+from biometric.capture import enrolment_template
+from card import transport
+from card.keystore import KeyStore
+from card.piv import PivSession
+from card.virtual.vpcd import Faults
+from cardbound.errors import ExitCode
+from cardbound.home import Home
+from enrol.flow import CapturedTemplate, EnrolRequest, enrol
+
+CARDBOUND = str(Path(sys.executable).with_name("cardbound"))
+STATION = "desk-1"
+
+
+def _enrol(home: Path, reader: str, photo: Path, engine: FaceEngine) -> bytes:
+    """Enrol the card in `reader`; return its GUID (to grep the outputs for it)."""
+
+    def capture() -> CapturedTemplate:
+        got = enrolment_template(engine, [load_path(photo)], num_jitters=0)
+        assert got.template is not None
+        out = CapturedTemplate(bytearray(got.template.to_bytes()), 1, 1, got.quality)
+        got.wipe()
+        return out
+
+    h = Home(home)
+    with transport.connect(reader, timeout=5) as conn, AuditLog.open_station(h.root, node_id=h.node_id) as log:
+        session = PivSession(conn)
+        enrol(EnrolRequest(b"\x07" * 32, "regular", datetime.now(UTC).replace(microsecond=0) + timedelta(days=30),
+                           STATION, "op"), session=session, keys=KeyStore.open(h.keystore), capture=capture, audit=log)
+        return session.get_chuid().guid
+
+
+class RunningGate:
+    def __init__(self, home: Path, *args: str) -> None:
+        self.proc = subprocess.Popen([CARDBOUND, "--home", str(home), "gate", *args], stdout=subprocess.PIPE,
+                                     stderr=subprocess.PIPE, text=True)
+        self.lines: queue.Queue[dict[str, Any]] = queue.Queue()
+        self.stdout: list[str] = []
+        self.stderr: list[str] = []
+        self.ready = threading.Event()
+        threading.Thread(target=self._read_out, daemon=True).start()
+        threading.Thread(target=self._read_err, daemon=True).start()
+
+    def _read_out(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            self.stdout.append(line)
+            if line.startswith("{"):
+                self.lines.put(json.loads(line))
+
+    def _read_err(self) -> None:
+        assert self.proc.stderr is not None
+        for line in self.proc.stderr:
+            self.stderr.append(line)
+            if "watching" in line:
+                self.ready.set()
+
+    def next(self, timeout: float = 30) -> dict[str, Any]:
+        try:
+            return self.lines.get(timeout=timeout)
+        except queue.Empty:
+            raise AssertionError(f"no decision within {timeout} s; stderr: {''.join(self.stderr)[-2000:]}") from None
+
+    def stop(self) -> int:
+        self.proc.send_signal(signal.SIGTERM)
+        return self.proc.wait(timeout=30)
+
+
+@pytest.fixture(scope="module")
+def engine() -> FaceEngine:
+    return FaceEngine(quality=DESK)
+
+
+@pytest.fixture
+def home(tmp_path: Path) -> Path:
+    h = tmp_path / "home"
+    KeyStore.init(h / "keys").issue_station(STATION)
+    return h
+
+
+def _audited(home: Path, event_type: str) -> list[dict[str, Any]]:
+    h = Home(home)
+    with AuditLog.open_station(h.root, node_id=h.node_id) as log:
+        recs = [log.entry(i).record() for i in range(log.size)]
+    return [r["payload"] for r in recs if r["type"] == event_type]
+
+
+def test_hostile_cards_on_one_reader_genuine_accepted_on_the_other(  # type: ignore[no-untyped-def]
+        home: Path, virtual_card_factory, faces_dir: Path, engine: FaceEngine, tmp_path: Path) -> None:
+    root = faces_dir / "portraits/face_recognition"
+    genuine = virtual_card_factory(reader=1)
+    guid_a = _enrol(home, genuine.reader_name, root / "obama/obama.jpg", engine)
+    other = virtual_card_factory(reader=0)
+    guid_b = _enrol(home, other.reader_name, root / "obama/obama.jpg", engine)
+    other.remove()
+    genuine.remove()
+    door_log = tmp_path / "door.jsonl"
+    hook = tmp_path / "door.sh"
+    hook.write_text(f"#!/bin/sh\ncat >> {door_log}\necho >> {door_log}\n")
+    hook.chmod(0o755)
+
+    gate = RunningGate(home, "--reader", "0", "--reader", "1", "--photo", str(root / "obama/obama2.jpg"),
+                       "--door-hook", str(hook))
+    seen: list[dict[str, Any]] = []
+    try:
+        assert gate.ready.wait(60), "".join(gate.stderr)
+
+        def present_genuine() -> None:
+            genuine.insert()
+            d = gate.next()
+            seen.append(d)
+            assert (d["reader_id"], d["reason"]) == ("reader-1", "ACCEPTED"), d
+            genuine.remove()
+
+        present_genuine()
+        genuine.insert()  # left on the reader while the hostile cards come and go: decided once, not again
+        left = gate.next()
+        seen.append(left)
+        assert left["reason"] == "ACCEPTED"
+
+        hostile = [("foreign", 0), ("mute", 0), ("random", 1), ("random", 2), ("random", 3), ("truncated", 4)]
+        for mode, seed in hostile:
+            card = virtual_card_factory(reader=0, hostile=mode, seed=seed)
+            d = gate.next(timeout=40)
+            seen.append(d)
+            assert d["reader_id"] == "reader-0" and d["decision"] == "reject", (mode, d)
+            assert d["reason"] in ("CARD_ERROR", "CARD_AUTH_FAILED", "NOT_ENROLLED", "CARD_REMOVED"), (mode, d.get("detail"))
+            card.remove()
+        genuine.remove()
+        present_genuine()
+
+        # The genuine card B pulled at each APDU of the gate's transaction (select, CHUID, certificate, challenge,
+        # template, ..., and the re-proof after the face check): never accepted, each one decided and audited.
+        pulled: list[str] = []
+        for k in range(12):
+            card = virtual_card_factory(image=other.image, reader=0, faults=Faults(drop_after=k))
+            d = gate.next()
+            seen.append(d)
+            pulled.append(d["reason"])
+            card.remove()
+            if d["reason"] == "ACCEPTED":  # k is past the last APDU: the transaction was complete
+                break
+        assert pulled[-1] == "ACCEPTED", pulled  # the sweep covered every APDU
+        assert all(r != "ACCEPTED" for r in pulled[:-1]), pulled
+        # pulled right after the face check: the re-proof fails, so no ACCEPTED and no door
+        assert pulled[-2] == "CARD_REMOVED", pulled
+        present_genuine()
+        time.sleep(1.0)  # a card left on reader 0 would have been decided again by now
+        assert gate.lines.empty()
+        assert gate.proc.poll() is None, "".join(gate.stderr)
+    finally:
+        rc = gate.stop()
+    assert rc == 0, "".join(gate.stderr)
+    assert not any("Traceback" in ln for ln in gate.stderr), "".join(gate.stderr)
+
+    decisions = _audited(home, "gate.decision")
+    assert len(decisions) == len(seen)  # one audit event per presentation, no more, no less
+    assert [d["reason_code"] for d in decisions] == [d["reason"].lower() for d in seen]
+    assert all(d["reader_id"] in ("reader-0", "reader-1") and d["lane_id"] for d in decisions)
+    accepted = [d for d in seen if d["reason"] == "ACCEPTED"]
+    door = [json.loads(ln) for ln in door_log.read_text().splitlines() if ln.strip()]
+    assert len(door) == len(accepted)
+    assert {d["card_id"] for d in door} <= {d["card_id"] for d in seen if d["reader_id"] == "reader-1"} | {
+        seen[-2]["card_id"]}  # the door opened for the genuine cards' ACCEPTED decisions only
+    assert all(d["lane_id"] for d in door)
+
+    # No raw GUID anywhere: decisions, stderr, the door hook's input, the audit log.
+    everything = "".join(gate.stdout) + "".join(gate.stderr) + door_log.read_text() + json.dumps(
+        _audited(home, "gate.decision") + _audited(home, "gate.fault"))
+    for guid in (guid_a, guid_b):
+        for spelling in (guid.hex(), guid.hex().upper(), "-".join((guid.hex()[:8], guid.hex()[8:12]))):
+            assert spelling not in everything
+
+
+def test_bad_door_hook_is_refused_at_start_up(home: Path, tmp_path: Path) -> None:
+    for hook in ("/x/door.sh 'unclosed", str(tmp_path / "missing.sh"), ""):
+        res = subprocess.run([CARDBOUND, "--home", str(home), "gate", "--photo", "x.jpg", "--door-hook", hook],
+                             capture_output=True, text=True, timeout=60)
+        assert res.returncode == ExitCode.USAGE, res.stderr
+        assert "door-hook" in res.stderr and "Traceback" not in res.stderr
+
+
+def test_failing_and_hanging_hooks_are_audited_and_do_not_stall_the_lane(  # type: ignore[no-untyped-def]
+        home: Path, virtual_card_factory, faces_dir: Path, engine: FaceEngine, tmp_path: Path) -> None:
+    root = faces_dir / "portraits/face_recognition"
+    card = virtual_card_factory(reader=0)
+    _enrol(home, card.reader_name, root / "obama/obama.jpg", engine)
+    card.remove()
+    hang = tmp_path / "hang.sh"
+    hang.write_text("#!/bin/sh\nsleep 30\n")
+    hang.chmod(0o755)
+    gate = RunningGate(home, "--reader", "0", "--photo", str(root / "obama/obama2.jpg"), "--door-hook", str(hang),
+                       "--door-hook-timeout", "1")
+    try:
+        assert gate.ready.wait(60), "".join(gate.stderr)
+        t = []
+        for _ in range(2):
+            t0 = time.monotonic()
+            card.insert()
+            assert gate.next()["reason"] == "ACCEPTED"
+            t.append(time.monotonic() - t0)
+            card.remove()
+        time.sleep(1.5)  # the second hook's deadline
+    finally:
+        assert gate.stop() == 0
+    faults = _audited(home, "gate.fault")
+    assert [f["fault_code"] for f in faults] == ["door_hook_timeout", "door_hook_timeout"]
+    assert all(f["lane_id"] == "lane-1" and f["card_id"] for f in faults)
+
+
+def test_gate_whose_reader_threads_die_exits_non_zero(  # type: ignore[no-untyped-def]
+        home: Path, virtual_card_factory, faces_dir: Path, engine: FaceEngine) -> None:
+    """The consumer of the decisions went away (stdout closed): the reader thread cannot report and dies; the
+    gate stops with a fault (audited) and a non-zero exit, so a supervisor restarts it."""
+    root = faces_dir / "portraits/face_recognition"
+    card = virtual_card_factory(reader=0)
+    _enrol(home, card.reader_name, root / "obama/obama.jpg", engine)
+    card.remove()
+    proc = subprocess.Popen([CARDBOUND, "--home", str(home), "gate", "--reader", "0", "--photo",
+                             str(root / "obama/obama2.jpg")], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert proc.stdout is not None
+    proc.stdout.close()  # the supervisor's end of the pipe is gone before the first decision
+    try:
+        time.sleep(4)  # worker start
+        card.insert()
+        _, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode != 0
+    assert "stopped on a fault" in err and "Traceback" not in err, err
+    assert [f["fault_code"] for f in _audited(home, "gate.fault")] == ["reader_thread_died"]
