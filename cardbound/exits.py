@@ -48,6 +48,8 @@ GATE_FAILURE: Mapping[GateFailure, ExitCode] = {
     GateFailure.KEYS: ExitCode.KEYS,
     GateFailure.NO_READER: ExitCode.NO_READER,
     GateFailure.WORKER: ExitCode.FAILURE,
+    GateFailure.NO_CAMERA: ExitCode.NO_CAMERA,
+    GateFailure.CHECK: ExitCode.GATE_FAULT,
     GateFailure.FAULT: ExitCode.GATE_FAULT,
 }
 

@@ -149,6 +149,8 @@ def tell(home: Home, faces: Path, workdir: Path, *, say: Say, lang: str = "en") 
                     f"{result.timings_ms['total']:.0f} ms; the template exists only on the card now")
 
             settings = load_settings(gate_config, home)
+            if settings.level_problem():  # a new gate runs at level 3 until the duty officer sets the level
+                settings.set_security_level(1, operator="duty-officer-demo")
             say(f"gate {settings.gate_id}: policy from {gate_config.name}, ban list {settings.bans!r}, "
                 f"ISPS security level {settings.security_level()}")
             gate = Gate(settings.gate_id, trust, settings.policy, settings.security_level,

@@ -20,6 +20,7 @@ from verify.errors import GateCommandError, GateFailure
 from verify.facematch import worker_match
 from verify.flow import Gate
 from verify.gateloop import DoorHook, GateLoop, HookError, Lane, LoopResult
+from verify.selfcheck import Check, Status, attempt, crl_check, source_check, worst
 from verify.station import GateConfigError, GateSettings, NoSourceError
 from verify.station import load_settings as _load_settings
 
@@ -77,8 +78,21 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     lv = gsub.add_parser("level", help="set the current ISPS security level (1, 2 or 3); audited")
     lv.add_argument("level", type=int, choices=(1, 2, 3))
     lv.add_argument("--operator", default="operator", help="operator id recorded in the audit log")
-    lv.add_argument("--config", type=Path, help="gate configuration (TOML)")
+    lv.add_argument("--config", type=Path, help="gate configuration (TOML); its [gate] site is the site id")
+    lv.add_argument("--site", help="site id recorded in the audit event (overrides the configuration's)")
     lv.set_defaults(handler=run_level)
+    ck = gsub.add_parser(
+        "check",
+        help="start-up self-check: readers, camera or source, trust bundle and CRL, policy, level, door hook, audit",
+        description="One line per piece, OK / WARN / FAIL; exit code non-zero when anything FAILs. The same checks "
+                    "run when `cardbound gate` starts.",
+    )
+    ck.add_argument("--reader", action="append", help="reader index or name prefix (repeat; default: all readers)")
+    ck.add_argument("--door-hook", metavar="CMD", help="door hook command to check")
+    ck.add_argument("--door-hook-timeout", type=float, default=2.0, metavar="S")
+    _add_source_args(ck, required=False)
+    _add_common(ck)
+    ck.set_defaults(handler=run_check)
     ps = gsub.add_parser(
         "pseudonymise",
         help="national register number (read from stdin) -> pseudonymous holder reference (hex)",
@@ -99,7 +113,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 def load_settings(config: Path | None, home: object, *, gate_id: str | None = None) -> GateSettings:
     try:
         settings = _load_settings(config, home, gate_id=gate_id)
-        settings.security_level()  # fail now, not at the first card, if the runtime state is broken
+        problem = settings.level_problem()
+        if problem:  # fail closed, and loudly: the strictest level until an operator sets one
+            print(f"WARNING: {problem}: running at ISPS security level 3", file=sys.stderr, flush=True)
         return settings
     except (GateConfigError, ConfigError) as exc:
         raise GateCommandError(str(exc), GateFailure.CONFIG) from None
@@ -214,6 +230,9 @@ def run_gate(args: argparse.Namespace) -> GateFailure | None:
         except HookError as exc:
             raise GateCommandError(str(exc), GateFailure.USAGE) from None
     source = _source(args, settings)
+    camera = source_check(source)
+    if camera.status is Status.FAIL:  # the gate's fault, said once at start-up, not a refusal of each person
+        raise GateCommandError(f"camera: {camera.message}", GateFailure.NO_CAMERA)
     names = [r for r in (args.reader or settings.readers or [])]
     try:
         available = transport.list_readers()
@@ -224,6 +243,12 @@ def run_gate(args: argparse.Namespace) -> GateFailure | None:
         raise GateCommandError("no PC/SC reader found", GateFailure.NO_READER)
     lanes = _lanes(settings, names, readers)
     rt = _runtime(args, source, settings)
+    crl = crl_check(rt.gate.trust.crl.next_update_utc)
+    if crl.status is Status.FAIL:
+        rt.close()
+        raise GateCommandError(crl.message, GateFailure.KEYS)
+    if crl.status is Status.WARN:
+        print(f"WARNING: {crl.message}", file=sys.stderr, flush=True)
     loop = GateLoop(rt.gate, lanes, rt.log, emit=lambda d: _emit(d, args.lang), hook=hook,
                     max_decisions=args.max_decisions)
     previous = signal.signal(signal.SIGTERM, lambda *_: loop.stop.set())  # a supervisor's stop: clean exit 0
@@ -243,9 +268,71 @@ def run_gate(args: argparse.Namespace) -> GateFailure | None:
     return None
 
 
+def _checks(args: argparse.Namespace) -> list[Check]:
+    checks: list[Check] = []
+    try:
+        settings = load_settings(args.config, args.home_dir, gate_id=args.gate_id)
+    except GateCommandError as exc:
+        return [Check("config", Status.FAIL, str(exc))]
+    checks.append(Check("config", Status.OK, f"gate {settings.gate_id}, policy "
+                                             f"{'from ' + str(args.config) if args.config else 'built-in'}"))
+    problem = settings.level_problem()
+    checks.append(Check("level", Status.WARN, f"{problem}: running at level 3") if problem
+                  else Check("level", Status.OK, f"ISPS security level {settings.security_level()}"))
+    try:
+        trust = _trust(args)
+    except GateCommandError as exc:
+        checks.append(Check("trust", Status.FAIL, str(exc)))
+    else:
+        checks.append(Check("trust", Status.OK, f"CA {trust.ca_certificate.subject.rfc4514_string()}, "
+                                                f"{len(trust.verifier_keys)} verifier key(s)"))
+        checks.append(crl_check(trust.crl.next_update_utc))
+
+    def readers() -> str:
+        names = list(args.reader or settings.readers or [])
+        available = transport.list_readers()
+        found = [transport.resolve_reader(r, available) for r in names] if names else available
+        if not found:
+            raise ValueError("no PC/SC reader found")
+        return ", ".join(found)
+
+    checks.append(attempt("readers", readers))
+    try:
+        source: SampleSource | None = _source(args, settings)
+    except GateCommandError:
+        source = None
+    checks.append(source_check(source))
+    if args.door_hook is not None:
+        checks.append(attempt("door hook", lambda: " ".join(DoorHook.parse(args.door_hook,
+                                                                           args.door_hook_timeout).argv)))
+
+    def audit() -> str:
+        home = args.home_dir.ensure()
+        with AuditLog.open_station(home.root, node_id=home.node_id) as log:
+            return f"audit log {home.audit_db}, {log.size} entries"
+
+    checks.append(attempt("audit", audit))
+    return checks
+
+
+def run_check(args: argparse.Namespace) -> GateFailure | None:
+    checks = _checks(args)
+    for c in checks:
+        print(c.line())
+    verdict = worst(checks)
+    print(f"gate check: {verdict.value}")
+    return GateFailure.CHECK if verdict is Status.FAIL else None
+
+
 def run_level(args: argparse.Namespace) -> int:
     settings = load_settings(args.config, args.home_dir)
-    old, new = settings.set_security_level(args.level, operator=args.operator)
+    try:
+        old, new = settings.set_security_level(args.level, operator=args.operator, site_id=args.site)
+    except GateConfigError as exc:
+        raise GateCommandError(str(exc), GateFailure.USAGE) from None
+    except Exception as exc:  # the audit append failed: the level did not change
+        raise GateCommandError(f"security level NOT changed: the audit event could not be written "
+                               f"({type(exc).__name__}: {exc})", GateFailure.CONFIG) from None
     print(f"security level {old} -> {new}")
     return 0
 

@@ -17,6 +17,8 @@ class GateFailure(Enum):
     KEYS = "keys"  # trust bundle, keystore or holder-reference key unusable
     NO_READER = "no_reader"  # PC/SC unavailable or the named reader does not exist
     WORKER = "worker"  # the sandboxed biometric worker could not start
+    NO_CAMERA = "no_camera"  # the live source cannot deliver frames (missing camera, file or folder)
+    CHECK = "check"  # `gate check` found a piece that FAILs
     FAULT = "fault"  # the running gate stopped on a fault of its own (a reader thread died)
 
 

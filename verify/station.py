@@ -12,6 +12,7 @@ from typing import Any
 from audit import AuditLog, SecurityLevelChanged
 from biometric.capture import SampleSource
 from biometric.template import DEFAULT_THRESHOLD
+from card.values import InvalidValue, StationId
 from verify.flow import BanCheck, Policy
 from verify.policy import Requirement
 
@@ -55,20 +56,38 @@ class GateSettings:
     def level_file(self) -> Path:
         return self.home_root / "config" / LEVEL_FILE
 
-    def security_level(self) -> int:
+    def level_problem(self) -> str | None:
+        """Why the level file cannot be used (then the gate runs at level 3), or None when it holds 1, 2 or 3."""
         try:
             text = self.level_file.read_text().strip()
         except FileNotFoundError:
-            return 1
-        except OSError as exc:
-            raise GateConfigError(f"cannot read the security level ({self.level_file}): {exc}") from None
+            return f"no security level file ({self.level_file})"
+        except (OSError, UnicodeDecodeError) as exc:
+            return f"security level file unreadable ({self.level_file}: {type(exc).__name__})"
         if text not in ("1", "2", "3"):
-            raise GateConfigError(f"{self.level_file}: security level must be 1, 2 or 3, found {text!r}")
-        return int(text)
+            return f"{self.level_file}: security level must be 1, 2 or 3, found {text[:10]!r}"
+        return None
 
-    def set_security_level(self, level: int, *, operator: str) -> tuple[int, int]:
+    def security_level(self) -> int:
+        """The current ISPS level. Fails closed: no level file, an unreadable one or a bad value is level 3 (the
+        strictest); `level_problem()` says why, and the gate says it loudly at start-up."""
+        if self.level_problem() is not None:
+            return 3
+        return int(self.level_file.read_text().strip())
+
+    def set_security_level(self, level: int, *, operator: str, site_id: str | None = None) -> tuple[int, int]:
+        """Change the level: the audit event is committed first, with the real site id, and only then does the
+        new level take effect (atomic replace). If the event cannot be appended, nothing changes."""
         if level not in (1, 2, 3):
             raise ValueError("security level must be 1, 2 or 3")
+        site = site_id or (self.site_id if self.site_id != "site" else None)
+        if site is None:
+            raise GateConfigError("no site id: pass --site SITE or --config FILE with `site` in [gate]")
+        try:
+            StationId(site)
+            StationId(operator)
+        except InvalidValue as exc:
+            raise GateConfigError(str(exc)) from None
         old = self.security_level()
         self.level_file.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         tmp = self.level_file.with_suffix(".tmp")
@@ -76,9 +95,13 @@ class GateSettings:
             f.write(f"{level}\n")
             f.flush()
             os.fsync(f.fileno())
-        os.replace(tmp, self.level_file)  # atomic: a gate never reads a half-written level
-        with AuditLog.open_station(self.home_root, node_id=self.node_id) as log:
-            log.append(SecurityLevelChanged(site_id=self.site_id, operator_id=operator, old_level=old, new_level=level))
+        try:
+            with AuditLog.open_station(self.home_root, node_id=self.node_id) as log:
+                log.append(SecurityLevelChanged(site_id=site, operator_id=operator, old_level=old, new_level=level))
+        except Exception:
+            tmp.unlink(missing_ok=True)
+            raise
+        os.replace(tmp, self.level_file)  # atomic, and only after the audit event is committed
         return old, level
 
     def default_source(self, max_frames: int) -> SampleSource:

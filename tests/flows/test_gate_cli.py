@@ -35,6 +35,7 @@ def home(tmp_path_factory: pytest.TempPathFactory) -> Path:
     h = tmp_path_factory.mktemp("gatehome")
     ks = KeyStore.init(h / "keys")
     ks.issue_station(STATION)
+    assert cb(h, "gate", "level", "1", "--site", "BEANR-TEST").returncode == 0  # a new gate is at level 3
     return h
 
 
@@ -119,15 +120,48 @@ def test_verify_once_clear_errors(home: Path, pcscd, tmp_path: Path, faces_dir: 
 
 def test_gate_level_is_persisted_and_audited(tmp_path: Path) -> None:
     h = tmp_path / "h"
-    assert cb(h, "gate", "level", "3", "--operator", "duty-officer").returncode == 0
+    assert cb(h, "gate", "level", "3", "--operator", "duty-officer").returncode == ExitCode.USAGE  # no site id
+    assert not (h / "config" / "security-level").exists()
+    assert cb(h, "gate", "level", "3", "--operator", "duty-officer", "--site", "BEANR-1742").returncode == 0
     assert (h / "config" / "security-level").read_text().strip() == "3"
-    res = cb(h, "gate", "level", "1")
+    res = cb(h, "gate", "level", "1", "--site", "BEANR-1742")
     assert res.returncode == 0 and "3 -> 1" in res.stdout
     home = Home(h)
     with AuditLog.open_station(home.root, node_id=home.node_id) as log:
         recs = [log.entry(i).record() for i in range(log.size)]
-    assert [(r["payload"]["old_level"], r["payload"]["new_level"]) for r in recs] == [(1, 3), (3, 1)]
+    # no level file means level 3 (fail closed), so the first change is recorded as 3 -> 3
+    assert [(r["payload"]["site_id"], r["payload"]["old_level"], r["payload"]["new_level"]) for r in recs] == [
+        ("BEANR-1742", 3, 3), ("BEANR-1742", 3, 1)]
     assert cb(h, "gate", "level", "4").returncode == ExitCode.USAGE
+    bad_site = cb(h, "gate", "level", "2", "--site", "not a site!")
+    assert bad_site.returncode == ExitCode.USAGE and "Traceback" not in bad_site.stderr
+    assert (h / "config" / "security-level").read_text().strip() == "1"
+
+
+def test_level_change_whose_audit_append_fails_does_not_take_effect(tmp_path: Path) -> None:
+    h = tmp_path / "h"
+    assert cb(h, "gate", "level", "1", "--site", "BEANR-1742").returncode == 0
+    db = Home(h).audit_db
+    moved = db.with_name("moved-away")
+    db.rename(moved)
+    db.mkdir()  # the audit log cannot be opened: a directory where the database should be
+    res = cb(h, "gate", "level", "3", "--site", "BEANR-1742")
+    assert res.returncode != 0 and "NOT changed" in res.stderr and "Traceback" not in res.stderr
+    assert (h / "config" / "security-level").read_text().strip() == "1"
+
+
+def test_missing_or_corrupt_level_file_is_level_3_said_loudly(tmp_path: Path) -> None:
+    from verify.station import load_settings
+
+    h = tmp_path / "h"
+    home = Home(h).ensure()
+    settings = load_settings(None, home)
+    assert settings.security_level() == 3 and "no security level file" in (settings.level_problem() or "")
+    for content in ("", "7\n", "\xff\xfe garbage"):
+        settings.level_file.write_bytes(content.encode("latin-1"))
+        assert settings.security_level() == 3 and settings.level_problem()
+    res = cb(h, "verify", "--once", "--photo", "x.jpg", "--card-timeout", "0.1", "--reader", "9")
+    assert "running at ISPS security level 3" in res.stderr
 
 
 def test_gate_runs_decisions_and_door_hook(home: Path, virtual_card_factory, faces_dir: Path,  # type: ignore[no-untyped-def]

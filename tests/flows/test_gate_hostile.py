@@ -97,6 +97,8 @@ def engine() -> FaceEngine:
 def home(tmp_path: Path) -> Path:
     h = tmp_path / "home"
     KeyStore.init(h / "keys").issue_station(STATION)
+    subprocess.run([CARDBOUND, "--home", str(h), "gate", "level", "1", "--site", "BEANR-TEST"], check=True,
+                   capture_output=True, timeout=60)
     return h
 
 

@@ -1,0 +1,82 @@
+"""`cardbound gate check` and the same checks at gate start: each broken piece named, FAIL → non-zero; a source that
+cannot deliver frames is a fault of the gate at start-up, not a decision against a person."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from card.keystore import KeyStore
+from cardbound.errors import ExitCode
+from cardbound.home import Home
+from verify.selfcheck import Status, crl_check
+
+CARDBOUND = str(Path(sys.executable).with_name("cardbound"))
+
+
+def cb(home: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([CARDBOUND, "--home", str(home), *args], capture_output=True, text=True, timeout=120)
+
+
+def _status(out: str) -> dict[str, str]:
+    rows = {}
+    for line in out.splitlines():
+        parts = line.split(None, 2)
+        if len(parts) >= 2 and parts[0] in ("OK", "WARN", "FAIL"):
+            rows[line[6:18].strip()] = parts[0]
+    return rows
+
+
+def test_gate_check_all_ok_then_each_broken_piece(pcscd, tmp_path: Path, faces_dir: Path) -> None:  # type: ignore[no-untyped-def]
+    home = tmp_path / "h"
+    KeyStore.init(home / "keys")
+    assert cb(home, "gate", "level", "2", "--site", "BEANR-1742").returncode == 0
+    photo = str(faces_dir / "portraits/face_recognition/obama/obama2.jpg")
+    hook = tmp_path / "door.sh"
+    hook.write_text("#!/bin/sh\nexit 0\n")
+    hook.chmod(0o755)
+    ok = cb(home, "gate", "check", "--reader", "0", "--photo", photo, "--door-hook", str(hook))
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+    assert _status(ok.stdout) == {"config": "OK", "level": "OK", "trust": "OK", "crl": "OK", "readers": "OK",
+                                  "camera": "OK", "door hook": "OK", "audit": "OK"}, ok.stdout
+    assert ok.stdout.strip().endswith("gate check: OK")
+
+    (Home(home).config / "security-level").write_text("9\n")
+    bad = cb(home, "gate", "check", "--reader", "7", "--video", str(tmp_path / "nonexistent.mp4"),
+             "--trust", str(tmp_path / "no-bundle"), "--door-hook", "/x/door.sh 'unclosed")
+    assert bad.returncode == ExitCode.GATE_FAULT and "Traceback" not in bad.stderr
+    rows = _status(bad.stdout)
+    assert rows == {"config": "OK", "level": "WARN", "trust": "FAIL", "readers": "FAIL", "camera": "FAIL",
+                    "door hook": "FAIL", "audit": "OK"}, bad.stdout
+    assert "nonexistent.mp4" in bad.stdout and "gate check: FAIL" in bad.stdout
+
+    cfg = tmp_path / "bad.toml"
+    cfg.write_text("[gate]\nid = 'g1'\nfrobnicate = 1\n")
+    broken = cb(home, "gate", "check", "--config", str(cfg), "--photo", photo)
+    assert broken.returncode == ExitCode.GATE_FAULT and "frobnicate" in broken.stdout
+
+
+def test_a_source_that_cannot_deliver_frames_stops_the_gate_at_start_up(tmp_path: Path) -> None:
+    home = tmp_path / "h"
+    KeyStore.init(home / "keys")
+    empty = tmp_path / "frames"
+    empty.mkdir()
+    for source in (["--frames", str(empty)], ["--video", str(tmp_path / "nonexistent.mp4")], ["--camera", "47"]):
+        res = cb(home, "gate", *source)
+        assert res.returncode == ExitCode.NO_CAMERA, res.stderr
+        assert "camera" in res.stderr and "Traceback" not in res.stderr
+        assert not res.stdout.strip()  # no decision was made against anyone
+    audit_db = Home(home).audit_db
+    assert not audit_db.exists() or b"gate.decision" not in audit_db.read_bytes()
+
+
+def test_crl_age_is_ok_warned_ahead_or_failed() -> None:
+    now = datetime(2026, 12, 1, 12, tzinfo=UTC)
+    assert crl_check(now + timedelta(days=5), now).status is Status.OK
+    warn = crl_check(now + timedelta(hours=30), now)
+    assert warn.status is Status.WARN and "30 h" in warn.message
+    stale = crl_check(now - timedelta(days=4), now)
+    assert stale.status is Status.FAIL and "expired" in stale.message
+    assert crl_check(None, now).status is Status.FAIL
