@@ -129,6 +129,7 @@ class ProbeResult:
     reasons: list[str] = field(default_factory=list)
     capture_ms: float = 0.0
     compare_ms: float = 0.0
+    faces: int = 0  # faces detected in the frame that was compared (0 when none was)
 
 
 def quality_score(metrics: QualityMetrics, cfg: QualityConfig) -> int:
@@ -235,6 +236,7 @@ def probe_distance(
         finally:
             wipe(frame)
         t1 = time.perf_counter()
+        faces = sample.quality.faces  # the gate's policy decides what a second face means
         try:
             probe = engine.probe_template(sample)
         finally:
@@ -244,7 +246,7 @@ def probe_distance(
         finally:
             probe.wipe()
         t2 = time.perf_counter()
-        return ProbeResult(distance, seen, reasons, (t1 - t0) * 1000, (t2 - t1) * 1000)
+        return ProbeResult(distance, seen, reasons, (t1 - t0) * 1000, (t2 - t1) * 1000, faces)
     if not reasons and seen == 0:
         reasons.append(QualityReason.NO_FACE.value)
     return ProbeResult(None, seen, reasons, (time.perf_counter() - t0) * 1000, 0.0)

@@ -91,6 +91,14 @@ _REFUSED_EVENTS = frozenset(
 )
 
 
+def no_core_dumps() -> None:
+    """For the processes that hold card data next to the worker (gate, desk): no core file (`RLIMIT_CORE = 0`)
+    and not dumpable (no ptrace attach, no /proc/PID/mem by other users). Linux only; elsewhere a no-op."""
+    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+    with contextlib.suppress(OSError, AttributeError):  # not Linux: the rlimit alone
+        _libc().prctl(_PR_SET_DUMPABLE, 0, 0, 0, 0)
+
+
 # ------------------------------------------------------------------------------------------------------- errors
 
 
@@ -388,7 +396,8 @@ def _h_verify_probe(
         reference.wipe()
     matched = None if threshold is None else (res.distance is not None and res.distance <= threshold)
     meta = {"distance": res.distance, "matched": matched, "frames_seen": res.frames_seen,
-            "reasons": list(res.reasons), "capture_ms": res.capture_ms, "compare_ms": res.compare_ms}
+            "reasons": list(res.reasons), "capture_ms": res.capture_ms, "compare_ms": res.compare_ms,
+            "faces": res.faces}
     return meta, None
 
 
@@ -848,6 +857,7 @@ class ProbeReply:
     reasons: tuple[str, ...]
     capture_ms: float
     compare_ms: float
+    faces: int = 0  # faces in the compared frame (the gate policy decides what a second one means)
 
 
 def _int(meta: Mapping[str, Any], key: str, lo: int, hi: int) -> int:
@@ -1029,6 +1039,7 @@ class FaceWorker(SandboxedWorker):
             reasons=tuple(_reasons(meta)),
             capture_ms=_float(meta, "capture_ms", 0.0, 1e7),
             compare_ms=_float(meta, "compare_ms", 0.0, 1e7),
+            faces=_int(meta, "faces", 0, 1000),
         )
 
 

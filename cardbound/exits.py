@@ -38,6 +38,7 @@ GATE_REASON: Mapping[Reason, ExitCode] = {
     Reason.CARD_CERT_INVALID: ExitCode.CARD_CERT_INVALID,
     Reason.CAMERA_ERROR: ExitCode.NO_CAMERA,
     Reason.NO_LIVE_FACE: ExitCode.QUALITY,
+    Reason.SEVERAL_FACES: ExitCode.SEVERAL_FACES,
     Reason.INTERNAL_ERROR: ExitCode.FAILURE,
 }
 

@@ -8,9 +8,9 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from audit import AuditLog
+from audit import AuditLog, ConfigChanged
 from biometric.capture import SampleSource
-from biometric.isolation import FaceWorker, IsolationError
+from biometric.isolation import FaceWorker, IsolationError, no_core_dumps
 from card import transport
 from card.keystore import KeyStore, KeystoreError, load_gate_trust
 from card.sealed import GateTrust
@@ -202,6 +202,7 @@ def _emit(decision: Decision, lang: str) -> None:
 
 
 def run_once(args: argparse.Namespace) -> Reason:
+    no_core_dumps()  # this process holds the reference template for a moment: it must never dump it
     settings = load_settings(args.config, args.home_dir, gate_id=args.gate_id)
     source = _source(args, settings)
     rt = _runtime(args, source, settings)
@@ -222,6 +223,7 @@ def _lanes(settings: GateSettings, names: list[str], readers: list[str]) -> list
 
 
 def run_gate(args: argparse.Namespace) -> GateFailure | None:
+    no_core_dumps()  # this process holds reference templates for a moment: it must never dump them
     settings = load_settings(args.config, args.home_dir, gate_id=args.gate_id)
     hook: DoorHook | None = None
     if args.door_hook is not None:
@@ -251,7 +253,28 @@ def run_gate(args: argparse.Namespace) -> GateFailure | None:
         print(f"WARNING: {crl.message}", file=sys.stderr, flush=True)
     loop = GateLoop(rt.gate, lanes, rt.log, emit=lambda d: _emit(d, args.lang), hook=hook,
                     max_decisions=args.max_decisions)
+
+    def reload() -> None:
+        """SIGHUP: re-read the configuration (policy, ban list, revoked cards). A bad one keeps the old, said."""
+        if args.config is None:
+            print("reload: no --config; nothing to reload", file=sys.stderr, flush=True)
+            return
+        try:
+            new = _load_settings(args.config, args.home_dir, gate_id=args.gate_id)
+        except (GateConfigError, ConfigError) as exc:
+            print(f"reload REFUSED, the previous configuration stays in force: {exc}", file=sys.stderr, flush=True)
+            loop.fault("config_reload_refused")
+            return
+        rt.gate.policy, rt.gate.bans, rt.gate.is_revoked = new.policy, new.bans, new.is_revoked
+        try:
+            rt.log.append(ConfigChanged(setting="gate.config_reloaded", new_value=args.config.name[:200]))
+        except Exception as exc:  # noqa: BLE001
+            print(f"reload: audit event failed ({type(exc).__name__})", file=sys.stderr, flush=True)
+        print(f"reload: configuration {args.config} in force", file=sys.stderr, flush=True)
+
+    loop.on_reload = reload
     previous = signal.signal(signal.SIGTERM, lambda *_: loop.stop.set())  # a supervisor's stop: clean exit 0
+    previous_hup = signal.signal(signal.SIGHUP, lambda *_: loop.reload.set())
     print(f"gate {settings.gate_id}: watching {', '.join(f'{ln.lane_id}={ln.reader}' for ln in lanes)}; "
           f"security level {settings.security_level()}", file=sys.stderr, flush=True)
     try:
@@ -261,6 +284,7 @@ def run_gate(args: argparse.Namespace) -> GateFailure | None:
         result = LoopResult(fault=None)
     finally:
         signal.signal(signal.SIGTERM, previous)
+        signal.signal(signal.SIGHUP, previous_hup)
         rt.close()
     if result.fault:
         print(f"gate {settings.gate_id}: stopped on a fault: {result.fault}", file=sys.stderr, flush=True)

@@ -37,9 +37,11 @@ class ProbeOutcome:
     detail: str = ""
     capture_ms: float = 0.0
     compare_ms: float = 0.0
+    faces: int = 0  # faces in the compared frame
 
 
-Match = Callable[[bytearray, float], ProbeOutcome]  # (512-byte reference, threshold) -> outcome
+# (512-byte reference, threshold, allow several faces in the capture) -> outcome
+Match = Callable[[bytearray, float, bool], ProbeOutcome]
 
 
 class Policy(Protocol):
@@ -158,7 +160,8 @@ class Gate:
                     decision.reason, decision.detail = rej.reason, rej.detail
                 return decision
             decision.threshold = req.threshold
-            outcome = self.match(reading.unsealed.template, req.threshold)
+            several_ok = getattr(req, "several_faces", "refuse") == "flag"
+            outcome = self.match(reading.unsealed.template, req.threshold, several_ok)
         finally:
             reading.wipe()  # the reference lives no longer than the comparison
         decision.timings_ms["capture"] = outcome.capture_ms
@@ -168,6 +171,8 @@ class Gate:
             decision.detail = outcome.detail
             return decision
         decision.distance = outcome.distance
+        if outcome.faces > 1:  # accepted with a second face in view: the policy says flag it, so it is said
+            decision.flags = ("SEVERAL_FACES",)
         decision.reason = Reason.ACCEPTED if outcome.distance <= req.threshold else Reason.FACE_MISMATCH
         if decision.reason is Reason.ACCEPTED:
             try:  # the door opens only for the card that is still there

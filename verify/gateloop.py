@@ -84,9 +84,11 @@ class GateLoop:
     max_decisions: int = 0
     card_timeout_s: float = 2.0
     err: TextIO = field(default_factory=lambda: sys.stderr)
+    on_reload: Callable[[], None] | None = None  # re-read policy and lists (SIGHUP); never raises
 
     def __post_init__(self) -> None:
         self.stop = threading.Event()
+        self.reload = threading.Event()  # set from a signal handler; the reload runs between decisions
         self._lock = threading.Lock()  # one biometric worker and one audit log: decisions are serialised
         self._count = 0
         self._fault: str | None = None
@@ -189,6 +191,11 @@ class GateLoop:
             t.start()
         try:
             while any(t.is_alive() for t in threads):
+                if self.reload.is_set():
+                    self.reload.clear()
+                    if self.on_reload is not None:
+                        with self._lock:  # never in the middle of a decision
+                            self.on_reload()
                 for t in threads:
                     t.join(0.2)
         finally:

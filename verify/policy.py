@@ -25,11 +25,17 @@ LEVELS = (1, 2, 3)
 THRESHOLD_RANGE = (0.0, 1.2)  # exclusive; distances of unit templates lie in [0, 2], 0.6 is dlib's loose default
 CATEGORY_RE = re.compile(r"^[a-z][a-z0-9_]{0,31}$")
 ANNEX_CATEGORIES = ("seafarer", "authority", "regular", "resident", "occasional")
-_ENTRY_KEYS = frozenset({"admitted", "biometric", "threshold"})
 #: Longest template validity the desk may write (optional `[policy] max_validity_days`): five years, the life of
 #: the card's CHUID, unless the security plan says less.
 DEFAULT_MAX_VALIDITY_DAYS = 5 * 365
 MAX_VALIDITY_RANGE = (1, 10 * 366)
+_ENTRY_KEYS = frozenset({"admitted", "biometric", "threshold", "several_faces"})
+SEVERAL_FACES = ("refuse", "flag")  # what a second face in the live capture means for this category and level
+
+
+def default_several_faces(level: int) -> str:
+    """Refused from level 2 up (at a turnstile a second face is the tailgating signal); flagged at level 1."""
+    return "flag" if level == 1 else "refuse"
 
 
 class PolicyError(ValueError):
@@ -51,6 +57,7 @@ class Requirement:
     threshold: float
     level: int = 0
     category: str = ""
+    several_faces: str = "refuse"  # "refuse" (SEVERAL_FACES) or "flag" (accept, say so in the decision)
 
 
 @dataclass(frozen=True)
@@ -58,6 +65,7 @@ class Rule:
     admitted: bool
     biometric: bool
     threshold: float  # 0.0 when not biometric
+    several_faces: str | None = None  # None: the level's default (`default_several_faces`)
 
 
 @dataclass(frozen=True)
@@ -84,7 +92,8 @@ class GatePolicy:
         rule = self.rules[level].get(category)
         if rule is None:
             return Requirement(False, True, 0.0, level, category)
-        return Requirement(rule.admitted, rule.biometric, rule.threshold, level, category)
+        return Requirement(rule.admitted, rule.biometric, rule.threshold, level, category,
+                           rule.several_faces or default_several_faces(level))
 
     # the name the gate flow (verify.flow.Policy) calls
     requirement = decide_requirements
@@ -112,6 +121,9 @@ class GatePolicy:
             if not isinstance(table, Mapping) or not table:
                 raise PolicyError(key, "must be a non-empty table of categories")
             rules[n] = {cat: _rule(f"{key}.{cat}", cat, entry) for cat, entry in table.items()}
+            for cat, rule in rules[n].items():
+                if rule.several_faces is None:
+                    rules[n][cat] = Rule(rule.admitted, rule.biometric, rule.threshold, default_several_faces(n))
         _check_same_categories(rules, prefix)
         _check_monotonic(rules, prefix)
         return cls(rules, max_days)
@@ -124,7 +136,10 @@ def _rule(key: str, category: str, entry: Any) -> Rule:
         raise PolicyError(key, "must be a table such as { biometric = true, threshold = 0.42 }")
     for k in entry:
         if k not in _ENTRY_KEYS:
-            raise PolicyError(f"{key}.{k}", "unknown key (expected admitted, biometric, threshold)")
+            raise PolicyError(f"{key}.{k}", "unknown key (expected admitted, biometric, threshold, several_faces)")
+    several = entry.get("several_faces")
+    if several is not None and several not in SEVERAL_FACES:
+        raise PolicyError(f"{key}.several_faces", f"must be \"refuse\" or \"flag\", got {several!r}")
     admitted = entry.get("admitted", True)
     if not isinstance(admitted, bool):
         raise PolicyError(f"{key}.admitted", f"must be true or false, got {type(admitted).__name__}")
@@ -140,7 +155,7 @@ def _rule(key: str, category: str, entry: Any) -> Rule:
     if not biometric:
         if "threshold" in entry:
             raise PolicyError(f"{key}.threshold", "given although biometric = false")
-        return Rule(True, False, 0.0)
+        return Rule(True, False, 0.0, several)
     if "threshold" not in entry:
         raise PolicyError(f"{key}.threshold", "missing (required when biometric = true)")
     threshold = entry["threshold"]
@@ -149,7 +164,7 @@ def _rule(key: str, category: str, entry: Any) -> Rule:
     lo, hi = THRESHOLD_RANGE
     if not math.isfinite(threshold) or not lo < threshold < hi:
         raise PolicyError(f"{key}.threshold", f"{threshold} is outside ({lo}, {hi})")
-    return Rule(True, True, float(threshold))
+    return Rule(True, True, float(threshold), several)
 
 
 def _check_same_categories(rules: Mapping[int, Mapping[str, Rule]], prefix: str) -> None:
@@ -175,6 +190,8 @@ def _check_monotonic(rules: Mapping[int, Mapping[str, Rule]], prefix: str) -> No
                 continue
             if lo.biometric and not hi.biometric:
                 raise PolicyError(key, f"face check not required although required at level {n - 1}")
+            if lo.several_faces == "refuse" and hi.several_faces == "flag":
+                raise PolicyError(f"{key}.several_faces", f"flag although refused at level {n - 1}")
             if lo.biometric and hi.threshold > lo.threshold:
                 raise PolicyError(f"{key}.threshold", f"{hi.threshold} is looser than level {n - 1}'s "
                                                        f"{lo.threshold} (must not grow with the level)")

@@ -14,7 +14,7 @@ from biometric.capture import SampleSource
 from biometric.template import DEFAULT_THRESHOLD
 from card.values import InvalidValue, StationId
 from verify.flow import BanCheck, Policy
-from verify.policy import Requirement
+from verify.policy import Requirement, default_several_faces
 
 LEVEL_FILE = "security-level"
 
@@ -35,7 +35,8 @@ class BuiltinPolicy:
     thresholds: tuple[float, float, float] = (DEFAULT_THRESHOLD, DEFAULT_THRESHOLD - 0.02, DEFAULT_THRESHOLD - 0.04)
 
     def requirement(self, level: int, category: str) -> Requirement:
-        return Requirement(admitted=True, biometric=True, threshold=self.thresholds[level - 1])
+        return Requirement(admitted=True, biometric=True, threshold=self.thresholds[level - 1], level=level,
+                           category=category, several_faces=default_several_faces(level))
 
 
 @dataclass

@@ -80,3 +80,56 @@ def test_crl_age_is_ok_warned_ahead_or_failed() -> None:
     stale = crl_check(now - timedelta(days=4), now)
     assert stale.status is Status.FAIL and "expired" in stale.message
     assert crl_check(None, now).status is Status.FAIL
+
+
+def test_sighup_reload_keeps_the_old_config_when_the_new_one_is_bad(pcscd, tmp_path: Path,  # type: ignore[no-untyped-def]
+                                                                    faces_dir: Path) -> None:
+    import signal
+    import time
+
+    from audit import AuditLog
+
+    home = tmp_path / "h"
+    KeyStore.init(home / "keys")
+    example = (Path(__file__).resolve().parents[2] / "verify" / "gate.example.toml").read_text()
+    good = example.replace("camera = 0", "")
+    cfg = tmp_path / "gate.toml"
+    cfg.write_text(good)
+    photo = str(faces_dir / "portraits/face_recognition/obama/obama2.jpg")
+    proc = subprocess.Popen([CARDBOUND, "--home", str(home), "gate", "--config", str(cfg), "--reader", "0",
+                             "--photo", photo], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    err: list[str] = []
+
+    def wait_for(text: str, timeout: float = 60) -> None:
+        assert proc.stderr is not None
+        end = time.monotonic() + timeout
+        while time.monotonic() < end:
+            line = proc.stderr.readline()
+            err.append(line)
+            if text in line:
+                return
+        raise AssertionError(f"{text!r} not seen: {''.join(err)}")
+
+    try:
+        wait_for("watching")
+        cfg.write_text(good.replace("[gate]", "[gate]\nfrobnicate = 1", 1))  # a typo: invalid
+        proc.send_signal(signal.SIGHUP)
+        wait_for("reload REFUSED")
+        assert "frobnicate" in err[-1] and proc.poll() is None
+        cfg.write_text(good.replace("occasional = { admitted = false }",
+                                    "occasional = { admitted = false }\ncrew = { admitted = false }")
+                       .replace("[policy.level1]   # normal operations",
+                                "[policy.level1]\ncrew = { biometric = true, threshold = 0.40 }")
+                       .replace("[policy.level2]   # heightened risk: everyone shows their face, thresholds tighter",
+                                "[policy.level2]\ncrew = { biometric = true, threshold = 0.40 }"))
+        proc.send_signal(signal.SIGHUP)
+        wait_for("in force")
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        rc = proc.wait(timeout=30)
+    assert rc == 0 and not any("Traceback" in ln for ln in err)
+    h = Home(home)
+    with AuditLog.open_station(h.root, node_id=h.node_id) as log:
+        recs = [log.entry(i).record() for i in range(log.size)]
+    kinds = [(r["type"], r["payload"].get("fault_code") or r["payload"].get("setting")) for r in recs]
+    assert kinds == [("gate.fault", "config_reload_refused"), ("config.changed", "gate.config_reloaded")]

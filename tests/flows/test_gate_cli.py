@@ -181,7 +181,12 @@ def test_gate_runs_decisions_and_door_hook(home: Path, virtual_card_factory, fac
             card.insert()
             time.sleep(1.5)
             card.remove()
-        out, err = proc.communicate(timeout=60)
+        try:
+            out, err = proc.communicate(timeout=60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            out, err = proc.communicate()
+            raise AssertionError(f"gate did not stop after 2 decisions: {out} {err}") from None
     finally:
         proc.kill()
     lines = [json.loads(ln) for ln in out.splitlines() if ln.startswith("{")]

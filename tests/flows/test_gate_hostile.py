@@ -128,6 +128,8 @@ def test_hostile_cards_on_one_reader_genuine_accepted_on_the_other(  # type: ign
     seen: list[dict[str, Any]] = []
     try:
         assert gate.ready.wait(60), "".join(gate.stderr)
+        limits = Path(f"/proc/{gate.proc.pid}/limits").read_text()
+        assert [ln.split()[4:6] for ln in limits.splitlines() if ln.startswith("Max core file size")] == [["0", "0"]]
 
         def present_genuine() -> None:
             genuine.insert()
@@ -254,3 +256,32 @@ def test_gate_whose_reader_threads_die_exits_non_zero(  # type: ignore[no-untype
     assert proc.returncode != 0
     assert "stopped on a fault" in err and "Traceback" not in err, err
     assert [f["fault_code"] for f in _audited(home, "gate.fault")] == ["reader_thread_died"]
+
+
+def test_several_faces_refused_at_level_2_flagged_at_level_1(  # type: ignore[no-untyped-def]
+        home: Path, virtual_card_factory, faces_dir: Path, engine: FaceEngine) -> None:
+    root = faces_dir / "portraits/face_recognition"
+    card = virtual_card_factory(reader=0)
+    _enrol(home, card.reader_name, root / "obama/obama.jpg", engine)
+    two = str(root / "_multi_person/obama_and_biden.jpg")
+
+    def once(*args: str) -> tuple[int, dict[str, Any]]:
+        res = subprocess.run([CARDBOUND, "--home", str(home), "verify", "--once", "--reader", "0", *args],
+                             capture_output=True, text=True, timeout=120)
+        lines = [json.loads(ln) for ln in res.stdout.splitlines() if ln.startswith("{")]
+        assert len(lines) == 1, res.stderr
+        return res.returncode, lines[0]
+
+    subprocess.run([CARDBOUND, "--home", str(home), "gate", "level", "2", "--site", "BEANR-TEST"], check=True,
+                   capture_output=True, timeout=60)
+    rc, d = once("--photo", two)
+    assert (rc, d["reason"], d["decision"]) == (ExitCode.SEVERAL_FACES, "SEVERAL_FACES", "reject"), d
+    assert "MULTIPLE_FACES" in d.get("detail", "")
+    subprocess.run([CARDBOUND, "--home", str(home), "gate", "level", "1", "--site", "BEANR-TEST"], check=True,
+                   capture_output=True, timeout=60)
+    rc, d = once("--photo", two)
+    assert d["reason"] in ("ACCEPTED", "FACE_MISMATCH") and d["flags"] == ["SEVERAL_FACES"], d
+    _, alone = once("--photo", str(root / "obama/obama2.jpg"))
+    assert alone["reason"] == "ACCEPTED" and "flags" not in alone
+    flags = [e.get("flags") for e in _audited(home, "gate.decision")]
+    assert flags == [None, "several_faces", None]

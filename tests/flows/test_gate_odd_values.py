@@ -23,7 +23,7 @@ from verify.flow import Gate, ProbeOutcome
 from verify.station import BuiltinPolicy
 
 
-def _never(reference: bytearray, threshold: float) -> ProbeOutcome:
+def _never(reference: bytearray, threshold: float, allow_several: bool) -> ProbeOutcome:
     raise AssertionError("a template with invalid values reached the face comparison")
 
 

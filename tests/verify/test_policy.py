@@ -32,7 +32,7 @@ def _base() -> dict[str, Any]:
 
 def test_requirements_per_level_and_category() -> None:
     p = GatePolicy.from_mapping(_base())
-    assert p.decide_requirements(1, "authority") == Requirement(True, False, 0.0, 1, "authority")
+    assert p.decide_requirements(1, "authority") == Requirement(True, False, 0.0, 1, "authority", "flag")
     assert p.decide_requirements(2, "authority") == Requirement(True, True, 0.42, 2, "authority")
     assert p.decide_requirements(1, "seafarer").threshold == 0.42
     assert p.decide_requirements(3, "seafarer").threshold == 0.38
@@ -145,3 +145,20 @@ def test_max_validity_days_and_admitted_categories_for_the_desk() -> None:
         with pytest.raises(PolicyError) as exc:
             GatePolicy.from_mapping(data)
         assert exc.value.key == "policy.max_validity_days"
+
+
+def test_several_faces_defaults_and_monotonic() -> None:
+    from verify.policy import GatePolicy, PolicyError
+
+    rule = {"biometric": True, "threshold": 0.40}
+    policy = GatePolicy.from_mapping({f"level{n}": {"crew": dict(rule)} for n in (1, 2, 3)})
+    assert [policy.requirement(n, "crew").several_faces for n in (1, 2, 3)] == ["flag", "refuse", "refuse"]
+    assert policy.requirement(1, "unknown").several_faces == "refuse"
+    strict = GatePolicy.from_mapping({"level1": {"crew": {**rule, "several_faces": "refuse"}},
+                                      "level2": {"crew": dict(rule)}, "level3": {"crew": dict(rule)}})
+    assert strict.requirement(1, "crew").several_faces == "refuse"
+    with pytest.raises(PolicyError, match="several_faces"):
+        GatePolicy.from_mapping({"level1": {"crew": {**rule, "several_faces": "refuse"}},
+                                 "level2": {"crew": {**rule, "several_faces": "flag"}}, "level3": {"crew": dict(rule)}})
+    with pytest.raises(PolicyError, match="several_faces"):
+        GatePolicy.from_mapping({f"level{n}": {"crew": {**rule, "several_faces": "maybe"}} for n in (1, 2, 3)})
