@@ -89,7 +89,9 @@ class GateLoop:
     def __post_init__(self) -> None:
         self.stop = threading.Event()
         self.reload = threading.Event()  # set from a signal handler; the reload runs between decisions
-        self._lock = threading.Lock()  # one biometric worker and one audit log: decisions are serialised
+        # One biometric worker and one audit log: decisions are serialised. Re-entrant: a reload (run under it)
+        # audits its own fault through `fault()`, which takes it too.
+        self._lock = threading.RLock()
         self._count = 0
         self._fault: str | None = None
 
