@@ -293,6 +293,9 @@ def _probe_write_watch(cfg: ProbeConfig, ctx: _Ctx, inputs: dict[str, str]) -> l
     findings: list[str] = []
     _checked(cfg, ["--home", str(home), "keys", "init"], env, cwd=scratch)
     _checked(cfg, ["--home", str(home), "keys", "issue-station", "probe-desk"], env, cwd=scratch)
+    # a new gate runs at ISPS level 3 (fail closed) until the duty officer sets the level, audited
+    _checked(cfg, ["--home", str(home), "gate", "level", "1", "--site", "probe-site", "--operator",
+                   "evidence-probe"], env, cwd=scratch)
     ref = _checked(cfg, ["--home", str(home), "gate", "pseudonymise", "--new-key"], env, cwd=scratch,
                    stdin=PROBE_NATIONAL_NUMBER + "\n").strip().splitlines()[-1]
     pcscd: subprocess.Popen[bytes] | None = None
