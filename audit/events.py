@@ -299,6 +299,8 @@ class EnrolmentRefused(AuditEvent):
     stage: Code | None = None  # how far the enrolment got: checks, inspect, capture, personalise, seal, write, ...
     reason_codes: Text | None = None  # the quality reason codes of the refused frames, space-separated
     detail: Text | None = None  # e.g. which samples disagree; never a path, a name or biometric content
+    source_kind: Code | None = None  # camera / file
+    sources_kept: int | None = None  # source files left in place (a refused enrolment destroys nothing)
 
 
 @_register

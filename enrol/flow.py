@@ -364,7 +364,8 @@ def enrol(
             audit.append(EnrolmentRefused(
                 **ids, session_id=session_id, reason_code=err.failure.value.lower(), card_id=card_id,
                 duration_ms=int((time.perf_counter() - t_start) * 1000), stage=err.stage or None,
-                reason_codes=reasons, detail=detail,
+                reason_codes=reasons, detail=detail, source_kind=request.source_kind,
+                sources_kept=len(request.sources) if request.sources else None,
             ))
         return err
 

@@ -158,3 +158,27 @@ def test_json_is_one_object_for_every_failure_class(home: Path, pcscd, faces_dir
              stdin="12345\n")
     assert one_object(bad)["failure"] == "BAD_NRN"
     assert "Present the card" in res.stderr  # the prompt while the desk waits for a card
+
+
+def test_delete_source_on_a_symbolic_link(home: Path, virtual_card, faces_dir: Path, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    import shutil
+
+    # The copy is "the photo that arrived as a file"; the test destroys it whatever happens.
+    target = tmp_path / "arrived.jpg"
+    shutil.copyfile(faces_dir / PORTRAITS / "rose_leslie/img1.jpg", target)
+    link = tmp_path / "link.jpg"
+    link.symlink_to(target)
+    try:
+        before = virtual_card.image.read_bytes()
+        res = cb(home, *enrol_args(link, extra=("--delete-source",)))
+        out = one_object(res)
+        assert out["failure"] == "SOURCE_UNSAFE" and res.returncode == ExitCode.USAGE, res.stderr
+        assert "--delete-link-target" in str(out["message"])
+        assert target.is_file() and link.is_symlink() and virtual_card.image.read_bytes() == before
+        res = cb(home, *enrol_args(link, extra=("--delete-source", "--delete-link-target")))
+        assert res.returncode == 0, res.stderr
+        assert one_object(res)["sources"] == [{"outcome": "destroyed"}]
+        assert not target.exists() and not link.is_symlink()
+    finally:
+        target.unlink(missing_ok=True)
+        link.unlink(missing_ok=True)
