@@ -194,10 +194,12 @@ T: dict[str, dict[Lang, str]] = {
                  "en": "Log verified: intact."},
     "audit_bad": {"fr": "Journal vérifié : ANOMALIES.", "nl": "Logboek gecontroleerd: AFWIJKINGEN.",
                   "en": "Log verified: FINDINGS."},
-    "evidence_none": {"fr": "Le dossier de preuves n'est pas encore disponible dans le guichet ; "
-                      "utilisez `cardbound audit verify`.",
-                      "nl": "Het bewijsdossier is nog niet beschikbaar in de balie; gebruik `cardbound audit verify`.",
-                      "en": "The evidence pack is not available in the desk yet; use `cardbound audit verify`."},
+    "evidence_none": {"fr": "Le dossier de preuves se construit en ligne de commande : `cardbound evidence build` "
+                            "(voir le guide de l'auditeur).",
+                      "nl": "Het bewijsdossier wordt op de opdrachtregel gebouwd: `cardbound evidence build` "
+                            "(zie de auditorgids).",
+                      "en": "The evidence pack is built on the command line: `cardbound evidence build` "
+                            "(see the auditor guide)."},
 }
 
 
