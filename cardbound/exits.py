@@ -39,6 +39,7 @@ GATE_REASON: Mapping[Reason, ExitCode] = {
     Reason.CAMERA_ERROR: ExitCode.NO_CAMERA,
     Reason.NO_LIVE_FACE: ExitCode.QUALITY,
     Reason.SEVERAL_FACES: ExitCode.SEVERAL_FACES,
+    Reason.LISTS_STALE: ExitCode.LISTS_STALE,
     Reason.INTERNAL_ERROR: ExitCode.FAILURE,
 }
 

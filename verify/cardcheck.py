@@ -94,7 +94,9 @@ def read_card(
         timings["card_auth"] = (time.perf_counter() - t0) * 1000
         try:
             binding = sealed.gate_binding(card.certificate, card.guid, trust=trust, now=now)
-        except sealed.SealedTemplateError as exc:  # CardCertificateError, StaleCrlError
+        except sealed.StaleCrlError as exc:  # the gate's list is too old to say the card is not revoked
+            raise CardRejected(Reason.LISTS_STALE, str(exc), card_id) from None
+        except sealed.SealedTemplateError as exc:  # CardCertificateError
             raise CardRejected(Reason.CARD_CERT_INVALID, str(exc), card_id) from None
         if is_revoked(card.guid):
             raise CardRejected(Reason.CARD_REVOKED, "card GUID is on the revoked-card list", card_id)

@@ -32,6 +32,7 @@ class Reason(StrEnum):
     BANNED = "BANNED"  # holder on the port-ban list (art. 2.5.2.81)
     CATEGORY_NOT_ADMITTED = "CATEGORY_NOT_ADMITTED"  # policy refuses this category at the current level
     NO_LIVE_FACE = "NO_LIVE_FACE"  # no live frame passed the quality gate within the time budget
+    LISTS_STALE = "LISTS_STALE"  # the gate's CRL is past its nextUpdate: revocation cannot be checked (fail closed)
     SEVERAL_FACES = "SEVERAL_FACES"  # a second face in the capture, refused by the policy at this level
     CAMERA_ERROR = "CAMERA_ERROR"
     FACE_MISMATCH = "FACE_MISMATCH"  # 1:1 distance above the policy's threshold
@@ -94,6 +95,11 @@ MESSAGES: dict[Reason, dict[str, str]] = {
     Reason.NO_LIVE_FACE: {
         "fr": "Visage non capté, regardez la caméra", "nl": "Gezicht niet vastgelegd, kijk naar de camera",
         "en": "Face not captured, look at the camera",
+    },
+    Reason.LISTS_STALE: {
+        "fr": "Listes de la barrière périmées, accès refusé; prévenez la sûreté",
+        "nl": "Lijsten van de poort verouderd, toegang geweigerd; verwittig de beveiliging",
+        "en": "Gate lists out of date, access refused; call security",
     },
     Reason.SEVERAL_FACES: {
         "fr": "Plusieurs visages devant la caméra, une seule personne à la fois",

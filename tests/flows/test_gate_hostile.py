@@ -212,8 +212,9 @@ def test_failing_and_hanging_hooks_are_audited_and_do_not_stall_the_lane(  # typ
     card = virtual_card_factory(reader=0)
     _enrol(home, card.reader_name, root / "obama/obama.jpg", engine)
     card.remove()
-    hang = tmp_path / "hang.sh"
-    hang.write_text("#!/bin/sh\nsleep 30\n")
+    hang = tmp_path / "hang.sh"  # fails (exit 1) the first time, hangs the second
+    seen_once = tmp_path / "hook-ran"
+    hang.write_text(f"#!/bin/sh\nif [ ! -e {seen_once} ]; then touch {seen_once}; exit 1; fi\nsleep 30\n")
     hang.chmod(0o755)
     gate = RunningGate(home, "--reader", "0", "--photo", str(root / "obama/obama2.jpg"), "--door-hook", str(hang),
                        "--door-hook-timeout", "1")
@@ -230,7 +231,7 @@ def test_failing_and_hanging_hooks_are_audited_and_do_not_stall_the_lane(  # typ
     finally:
         assert gate.stop() == 0
     faults = _audited(home, "gate.fault")
-    assert [f["fault_code"] for f in faults] == ["door_hook_timeout", "door_hook_timeout"]
+    assert [f["fault_code"] for f in faults] == ["door_hook_failed", "door_hook_timeout"]
     assert all(f["lane_id"] == "lane-1" and f["card_id"] for f in faults)
 
 

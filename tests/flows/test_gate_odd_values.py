@@ -59,3 +59,28 @@ def test_signed_odd_values_are_decided_and_audited(  # type: ignore[no-untyped-d
     gate_events = [e["payload"] for e in events if e["type"] == "gate.decision"]
     assert len(gate_events) == 1 and gate_events[0]["reason_code"] == "template_invalid"
     assert gate_events[0]["lane_id"] == "lane-1" and gate_events[0]["visitor_category"] is None
+
+
+def test_a_stale_crl_refuses_with_lists_stale(tmp_path: Path, virtual_card_factory) -> None:  # type: ignore[no-untyped-def]
+    store = KeyStore.init(tmp_path / "keys")
+    store.issue_station("desk1")
+    card = virtual_card_factory()
+    now = datetime.now(UTC).replace(microsecond=0)
+    header = TemplateHeader(format_owner=0x0101, format_type=1, extractor="test", model_version="test",
+                            created=now, expires=now + timedelta(days=300), quality=80, visitor_category="regular",
+                            holder_ref=os.urandom(32))
+    with transport.connect(card.reader_name, timeout=5.0) as conn:
+        session = PivSession(conn)
+        done = personalise(session, store.issue_card_auth_certificate, store.management_key_for)
+        data = seal(os.urandom(512), header, CardBinding.for_card(done.guid, done.public_key),
+                    store.station_credentials("desk1"), store.verifier_public_key())
+        write_sealed_template(session, store.management_key_for(done.guid), data)
+    trust = store.gate_trust()
+    stale_at = trust.crl.next_update_utc + timedelta(days=4)  # a gate whose CRL expired 4 days ago
+    with AuditLog.open(tmp_path / "audit.db", node_id="gate-node", key_file=tmp_path / "audit.key") as log:
+        gate = Gate("gate-stale", trust, BuiltinPolicy(), lambda: 1, _never, log, now=lambda: stale_at)
+        with transport.connect(card.reader_name, timeout=5.0) as conn:
+            decision = gate.decide_connection(conn)
+        events = [log.entry(i).record()["payload"] for i in range(log.size)]
+    assert decision.reason is Reason.LISTS_STALE and decision.audited
+    assert [e["reason_code"] for e in events] == ["lists_stale"]
