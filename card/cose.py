@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from enum import IntEnum
-from typing import Any
+from typing import Any, Protocol
 
 import cbor2
 from cryptography.hazmat.primitives import hashes
@@ -235,8 +235,16 @@ def ec2_public_key(value: Any) -> ec.EllipticCurvePublicKey:
     return ec.EllipticCurvePublicKey.from_encoded_point(ec.SECP256R1(), b"\x04" + x + y)
 
 
+class KeyAgreement(Protocol):
+    """An EC private key that can agree a secret: `cryptography`'s, or a PKCS#11 handle (card.pkcs11)."""
+
+    def exchange(self, algorithm: ec.ECDH, peer_public_key: ec.EllipticCurvePublicKey) -> bytes: ...
+
+    def public_key(self) -> ec.EllipticCurvePublicKey: ...
+
+
 def ecdh_es_kek(
-    private_key: ec.EllipticCurvePrivateKey,
+    private_key: KeyAgreement | ec.EllipticCurvePrivateKey,
     peer_public_key: ec.EllipticCurvePublicKey,
     recipient_protected: bytes,
 ) -> bytes:

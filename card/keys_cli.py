@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -19,9 +20,15 @@ def _open(args: argparse.Namespace) -> KeyStore:
 
 
 def _init(args: argparse.Namespace) -> int:
-    store = KeyStore.init(args.home_dir.ensure().keystore)
+    store = KeyStore.init(args.home_dir.ensure().keystore, site=args.site)
     print(f"keystore initialised at {store.path}")
-    print(f"verifier key {store.current_verifier_kid().hex()}")
+    print(f"site {args.site}: verifier key {store.current_verifier_kid(args.site).hex()}")
+    return 0
+
+
+def _add_site(args: argparse.Namespace) -> int:
+    kid = _open(args).add_site(args.site)
+    print(f"site {args.site}: verifier key {kid.hex()} (re-export the desk bundles that enrol for it)")
     return 0
 
 
@@ -39,8 +46,15 @@ def _revoke_station(args: argparse.Namespace) -> int:
 
 
 def _rotate_verifier(args: argparse.Namespace) -> int:
-    kid = _open(args).rotate_verifier()
-    print(f"new current verifier key {kid.hex()} (old keys kept for unsealing; export to every gate)")
+    if args.overlap_days < 0:
+        raise CliError("--overlap-days must be 0 or more", ExitCode.USAGE)
+    store = _open(args)
+    old = store.current_verifier_kid(args.site)
+    kid = store.rotate_verifier(args.site, overlap=timedelta(days=args.overlap_days))
+    until = store.verifier_not_after(old)
+    print(f"site {store.site_of(kid)}: new current verifier key {kid.hex()}; old key {old.hex()} unseals until "
+          f"{until:%Y-%m-%d %H:%M} UTC. Re-export the site's gates and every desk; re-seal cards "
+          "(`cardbound enrol --reseal`) before then")
     return 0
 
 
@@ -81,8 +95,33 @@ def _refresh_crl(args: argparse.Namespace) -> int:
 
 
 def _export_gate(args: argparse.Namespace) -> int:
-    dest = _open(args).export_gate_trust(Path(args.dest))
-    print(f"gate trust bundle written to {dest} (contains verifier private keys: handle as a secret)")
+    store = _open(args)
+    dest = store.export_gate(args.gate, Path(args.dest), site=args.site)
+    print(f"gate bundle for {args.gate} written to {dest}: CA certificate, CRL and the verifier key(s) of one site "
+          "(secret: copy it to that gate only)")
+    return 0
+
+
+def _export_desk(args: argparse.Namespace) -> int:
+    dest = _open(args).export_desk(args.station, Path(args.dest), sites=args.site or None)
+    print(f"desk bundle for {args.station} written to {dest}: station key and certificate, CA certificate, CRL, "
+          "verifier public keys, management secret (no CA key, no verifier private key)")
+    return 0
+
+
+def _personalise_card(args: argparse.Namespace) -> int:
+    """Card issuance needs the CA (it signs the card's 9E certificate): done at the key officer's station."""
+    from card import apdu, transport
+    from card.personalise import PersonalisationError, personalise
+    from card.piv import PivFormatError, PivSession
+
+    store = _open(args)
+    try:
+        with transport.connect(args.reader, timeout=args.timeout) as conn:
+            done = personalise(PivSession(conn), store.issue_card_auth_certificate, store.management_key_for)
+    except (transport.TransportError, apdu.ApduError, PivFormatError, PersonalisationError) as exc:
+        raise CliError(f"card personalisation failed: {exc}", ExitCode.CARD_ERROR) from None
+    print(f"card personalised: GUID {done.guid.hex()} (9E key generated on the card, certificate issued)")
     return 0
 
 
@@ -98,9 +137,12 @@ def _show(args: argparse.Namespace) -> int:
         f"CRL        number {pki.crl_number(crl)}, {len(list(crl))} revoked, "
         f"next update {crl.next_update_utc:%Y-%m-%d %H:%M} UTC"
     )
-    current = store.current_verifier_kid()
-    for kid in store.verifier_kids():
-        print(f"verifier   {kid.hex()}{'  (current)' if kid == current else ''}")
+    for site in store.sites():
+        current = store.current_verifier_kid(site)
+        for kid in store.verifier_kids(site):
+            until = store.verifier_not_after(kid)
+            state = "(current)" if kid == current else f"(rotated, unseals until {until:%Y-%m-%d})" if until else ""
+            print(f"verifier   {site:<20} {kid.hex()}  {state}")
     for station in store.stations():
         state = "REVOKED" if station.revoked else "active"
         print(f"station    {station.name:<20} {station.serial:x}  {state}  until {station.not_after:%Y-%m-%d}")
@@ -124,15 +166,21 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     keys = subparsers.add_parser("keys", help="manage the keystore: CA, station certificates, CRL, verifier keys")
     sub = keys.add_subparsers(dest="keys_command", metavar="ACTION", required=True)
 
-    p = sub.add_parser("init", help="create the CA, an empty CRL, the first verifier key, the management secret")
+    p = sub.add_parser("init", help="create the CA, an empty CRL, the first site's verifier key, the management secret")
+    p.add_argument("--site", default="default", help="the first port facility (site) with its own verifier key")
     p.set_defaults(handler=_guard(_init))
+    p = sub.add_parser("add-site", help="a port facility (or gate group) with its own verifier key pair")
+    p.add_argument("site")
+    p.set_defaults(handler=_guard(_add_site))
     p = sub.add_parser("issue-station", help="issue a template-signing certificate for an enrolment station")
     p.add_argument("name")
     p.set_defaults(handler=_guard(_issue_station))
     p = sub.add_parser("revoke-station", help="revoke a station certificate (CRL re-signed)")
     p.add_argument("name")
     p.set_defaults(handler=_guard(_revoke_station))
-    p = sub.add_parser("rotate-verifier", help="make a new current verifier key (old ones kept)")
+    p = sub.add_parser("rotate-verifier", help="new current verifier key for a site; the old one overlaps, then ends")
+    p.add_argument("site", nargs="?", default=None, help="the site (optional when the keystore has one)")
+    p.add_argument("--overlap-days", type=int, default=90, help="days the old key keeps unsealing (default 90)")
     p.set_defaults(handler=_guard(_rotate_verifier))
     p = sub.add_parser("retire-verifier", help="delete an old verifier key")
     p.add_argument("kid")
@@ -143,8 +191,19 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     p.set_defaults(handler=_guard(_revoke_card))
     p = sub.add_parser("refresh-crl", help="re-sign the CRL before its next update")
     p.set_defaults(handler=_guard(_refresh_crl))
-    p = sub.add_parser("export-gate", help="write the gate trust bundle (CA cert, CRL, verifier keys)")
+    p = sub.add_parser("export-gate", help="write a gate's bundle: its site's verifier key(s), CA cert, CRL")
+    p.add_argument("gate")
     p.add_argument("dest")
+    p.add_argument("--site", help="the gate's site (optional when the keystore has one)")
     p.set_defaults(handler=_guard(_export_gate))
+    p = sub.add_parser("export-desk", help="write a desk's bundle: station key + cert, CA cert, CRL, recipients")
+    p.add_argument("station")
+    p.add_argument("dest")
+    p.add_argument("--site", action="append", help="a site this desk enrols for (repeat; default: every site)")
+    p.set_defaults(handler=_guard(_export_desk))
+    p = sub.add_parser("personalise-card", help="personalise a blank card (9E key on the card, certificate by the CA)")
+    p.add_argument("--reader", help="reader index or name prefix (default: the first reader)")
+    p.add_argument("--timeout", type=float, default=10.0, help="seconds to wait for a card")
+    p.set_defaults(handler=_guard(_personalise_card))
     p = sub.add_parser("show", help="list CA, CRL, verifier keys and stations (no secrets)")
     p.set_defaults(handler=_guard(_show))

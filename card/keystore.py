@@ -2,8 +2,10 @@
 
 Public API (enrolment, personalisation and the gate call these)::
 
-    KeyStore.init(path, *, now=None) -> KeyStore     # new CA, empty CRL, verifier key, management secret
-    KeyStore.open(path) -> KeyStore                         # KeystoreMissingError if absent
+    KeyStore.init(path, *, now=None, site=DEFAULT_SITE, passphrase=None) -> KeyStore
+        # new CA, empty CRL, the first site's verifier key, management secret; private keys encrypted at rest
+    KeyStore.open(path, *, passphrase=None) -> KeyStore    # KeystoreMissingError if absent
+        # passphrase None: from card.keyfile.passphrase() (file / environment / prompt), when first needed
     ks.ca_certificate() -> x509.Certificate
     ks.crl() -> x509.CertificateRevocationList
     ks.issue_station(name, *, now=None, lifetime=...) -> x509.Certificate
@@ -11,14 +13,18 @@ Public API (enrolment, personalisation and the gate call these)::
     ks.revoke_station(name, *, now=None) -> x509.CertificateRevocationList   # CRL re-signed, number + 1
     ks.refresh_crl(*, now=None) -> x509.CertificateRevocationList            # same entries, new number/dates
     ks.stations() -> list[StationInfo]
-    ks.rotate_verifier() -> bytes (new kid);  ks.retire_verifier(kid);  ks.verifier_kids() -> list[bytes]
-    ks.verifier_public_key() -> ec.EllipticCurvePublicKey   # the current one: seal() to this
+    ks.sites() -> list[str];  ks.add_site(site) -> kid      # one verifier key pair per port facility (site)
+    ks.rotate_verifier(site=None, *, overlap=..., now=None) -> bytes (new kid)  # old key valid until now+overlap
+    ks.retire_verifier(kid);  ks.verifier_kids(site=None) -> list[bytes];  ks.verifier_not_after(kid)
+    ks.verifier_public_key(site=None) -> ec.EllipticCurvePublicKey   # a site's current key
+    ks.seal_recipients(sites=None) -> list[ec.EllipticCurvePublicKey] # current key of each site: seal() to these
     ks.management_key_for(guid: bytes) -> bytes             # AES-128 PIV 9B key of that card
     ks.issue_card_auth_certificate(guid, public_key, *, now=None) -> x509.Certificate  # CA signs 9E cert
     ks.revoke_card(guid, *, now=None) -> x509.CertificateRevocationList     # lost/stolen card
-    ks.gate_trust() -> sealed.GateTrust
-    ks.export_gate_trust(dest_dir) -> Path           # CA cert + CRL + verifier private keys, nothing else
-    load_gate_trust(bundle_dir) -> sealed.GateTrust         # what a gate does at start
+    ks.gate_trust(site=None) -> sealed.GateTrust            # site None: every site's keys (processor view)
+    ks.export_gate(gate, dest_dir, *, site=None) -> Path    # gate bundle: its site's verifier keys, CA cert, CRL
+    ks.export_desk(station, dest_dir, *, sites=None) -> Path  # desk bundle: station key, certs, CRL, recipients
+    load_gate_trust(bundle_dir) -> sealed.GateTrust         # = card.bundles.load_gate_bundle (what a gate does)
 
     KeystoreError (.. KeystoreMissingError, KeystoreExistsError, UnknownStationError, StationExistsError,
                    KeystoreCorruptError)
@@ -27,15 +33,17 @@ Seam for an HSM: everything that uses a private key goes through this class (`st
 signer object, not key bytes), so a PKCS#11 keystore with the same methods can replace it without touching
 callers. Layout::
 
-    ca.key ca.crt crl.pem management.secret
+    ca.key ca.crt crl.pem management.secret                 # *.key: PKCS#8 encrypted (card.keyfile), 0600
     stations/NAME.key  stations/NAME.crt  stations/NAME.<serial>.revoked.crt
-    verifier/<kid>.key  verifier/current
+    verifier/SITE/<kid>.key  verifier/SITE/current  verifier/SITE/<kid>.not-after   # per site; rotated keys
+    gates/GATE.json                                          # which site a gate bundle was exported for
     cards/<guid>.<serial>.crt                     # issued card-auth certificates (public), for revocation
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import re
 import secrets
@@ -47,12 +55,13 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from card import pki
+from card import keyfile, pki
 from card.sealed import GateTrust, StationCredentials
 
 _STATION_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 _KID_HEX = re.compile(r"^[0-9a-f]{16}$")
-_BUNDLE_KEY = re.compile(r"^verifier-([0-9a-f]{16})\.key$")
+DEFAULT_SITE = "default"
+DEFAULT_OVERLAP = timedelta(days=90)
 
 
 class KeystoreError(Exception):
@@ -77,6 +86,10 @@ class StationExistsError(KeystoreError):
 
 class KeystoreCorruptError(KeystoreError):
     pass
+
+
+class KeystorePassphraseError(KeystoreError):
+    """No passphrase, or the wrong one, for the encrypted private keys."""
 
 
 @dataclass(frozen=True)
@@ -111,26 +124,28 @@ def _write_file(path: Path, data: bytes, mode: int) -> None:
         raise
 
 
-def _key_pem(key: ec.EllipticCurvePrivateKey) -> bytes:
-    return key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-    )
 
 
 def _cert_pem(cert: x509.Certificate) -> bytes:
     return cert.public_bytes(serialization.Encoding.PEM)
 
 
-def _load_key(path: Path) -> ec.EllipticCurvePrivateKey:
+def load_key_file(path: Path, passphrase: bytes) -> ec.EllipticCurvePrivateKey:
+    """An encrypted PKCS#8 EC key file (plain PEM refused)."""
     try:
-        key = serialization.load_pem_private_key(path.read_bytes(), password=None)
+        key = keyfile.load_private_key(path.read_bytes(), passphrase)
     except FileNotFoundError as exc:
         raise KeystoreCorruptError(f"missing key file {path}") from exc
-    except ValueError as exc:
-        raise KeystoreCorruptError(f"unreadable key file {path}") from exc
+    except keyfile.KeyFileError as exc:
+        raise KeystorePassphraseError(f"{path}: {exc}") from exc
     if not isinstance(key, ec.EllipticCurvePrivateKey):
         raise KeystoreCorruptError(f"{path} is not an EC private key")
     return key
+
+
+def check_site_name(site: str) -> None:
+    if not _STATION_NAME.match(site):
+        raise KeystoreError(f"invalid site name {site!r} (letters, digits, '.', '_', '-'; max 64)")
 
 
 def _load_cert(path: Path) -> x509.Certificate:
@@ -159,38 +174,68 @@ def _check_station_name(name: str) -> None:
 class KeyStore:
     """A software keystore directory. Not safe for concurrent writers (one operator at a time)."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, *, passphrase: bytes | None = None) -> None:
         self.path = Path(path)
+        self._passphrase = passphrase
+        self._keys: dict[Path, ec.EllipticCurvePrivateKey] = {}  # decrypted once per process (scrypt is slow)
+
+    def passphrase(self) -> bytes:
+        if self._passphrase is None:
+            try:
+                self._passphrase = keyfile.passphrase()
+            except keyfile.KeyFileError as exc:
+                raise KeystorePassphraseError(str(exc)) from None
+        return self._passphrase
+
+    def _key_pem(self, key: ec.EllipticCurvePrivateKey) -> bytes:
+        try:
+            return keyfile.encrypt_private_key(key, self.passphrase())
+        except keyfile.KeyFileError as exc:
+            raise KeystorePassphraseError(str(exc)) from None
+
+    def _load_key(self, path: Path) -> ec.EllipticCurvePrivateKey:
+        key = self._keys.get(path)
+        if key is None:
+            key = self._keys[path] = load_key_file(path, self.passphrase())
+        return key
 
     # ---- lifecycle
 
     @classmethod
-    def init(cls, path: Path, *, now: datetime | None = None) -> KeyStore:
+    def init(
+        cls, path: Path, *, now: datetime | None = None, site: str = DEFAULT_SITE, passphrase: bytes | None = None
+    ) -> KeyStore:
         path = Path(path)
         if (path / "ca.key").exists():
             raise KeystoreExistsError(f"keystore already initialised at {path}")
+        check_site_name(site)
         when = _now(now)
+        store = cls(path, passphrase=passphrase)
+        store.passphrase()  # fail before anything is written
         path.mkdir(mode=0o700, parents=True, exist_ok=True)
         os.chmod(path, 0o700)
-        for sub in ("stations", "verifier"):
+        for sub in ("stations", "verifier", "gates"):
             (path / sub).mkdir(mode=0o700, exist_ok=True)
-        store = cls(path)
         ca_key = pki.new_ec_key()
         ca_cert = pki.make_ca_certificate(ca_key, now=when)
         _write_file(path / "management.secret", secrets.token_bytes(pki.MASTER_SECRET_LENGTH), 0o600)
         _write_file(path / "ca.crt", _cert_pem(ca_cert), 0o644)
         store._write_crl(pki.build_crl(ca_key, ca_cert, {}, number=1, now=when))
-        store.rotate_verifier()
+        store.add_site(site)
         # The CA key is written last: its presence is what marks the keystore as initialised.
-        _write_file(path / "ca.key", _key_pem(ca_key), 0o600)
+        _write_file(path / "ca.key", store._key_pem(ca_key), 0o600)
         return store
 
     @classmethod
-    def open(cls, path: Path) -> KeyStore:
+    def open(cls, path: Path, *, passphrase: bytes | None = None) -> KeyStore:
         path = Path(path)
         if not (path / "ca.key").is_file():
             raise KeystoreMissingError(f"no keystore at {path} (run `cardbound keys init`)")
-        return cls(path)
+        return cls(path, passphrase=passphrase)
+
+    @property
+    def can_issue_cards(self) -> bool:
+        return True  # the key officer's keystore holds the CA key
 
     # ---- CA and CRL
 
@@ -198,7 +243,7 @@ class KeyStore:
         return _load_cert(self.path / "ca.crt")
 
     def _ca_key(self) -> ec.EllipticCurvePrivateKey:
-        return _load_key(self.path / "ca.key")
+        return self._load_key(self.path / "ca.key")
 
     def crl(self) -> x509.CertificateRevocationList:
         return _load_crl(self.path / "crl.pem")
@@ -235,7 +280,7 @@ class KeyStore:
         cert = pki.issue_station_certificate(
             self._ca_key(), self.ca_certificate(), name, key.public_key(), now=_now(now), lifetime=lifetime
         )
-        _write_file(key_path, _key_pem(key), 0o600)
+        _write_file(key_path, self._key_pem(key), 0o600)
         _write_file(cert_path, _cert_pem(cert), 0o644)
         return cert
 
@@ -243,7 +288,7 @@ class KeyStore:
         key_path, cert_path = self._station_paths(name)
         if not cert_path.exists():
             raise UnknownStationError(f"unknown station {name!r}")
-        return StationCredentials(certificate=_load_cert(cert_path), signer=_load_key(key_path))
+        return StationCredentials(certificate=_load_cert(cert_path), signer=self._load_key(key_path))
 
     def revoke_station(self, name: str, *, now: datetime | None = None) -> x509.CertificateRevocationList:
         key_path, cert_path = self._station_paths(name)
@@ -266,47 +311,108 @@ class KeyStore:
             result.append(StationInfo(name, cert.serial_number, cert.not_valid_after_utc, revoked))
         return result
 
-    # ---- verifier keys
+    # ---- verifier keys, one set per site (port facility)
 
-    def verifier_kids(self) -> list[bytes]:
-        kids = []
-        for key_path in sorted((self.path / "verifier").glob("*.key")):
-            if _KID_HEX.match(key_path.stem):
-                kids.append(bytes.fromhex(key_path.stem))
-        return kids
+    def sites(self) -> list[str]:
+        return sorted(p.name for p in (self.path / "verifier").iterdir() if p.is_dir() and _STATION_NAME.match(p.name))
 
-    def current_verifier_kid(self) -> bytes:
+    def _site(self, site: str | None) -> str:
+        known = self.sites()
+        if site is None:
+            if len(known) != 1:
+                raise KeystoreError(f"name the site: this keystore has {len(known)} ({', '.join(known)})")
+            return known[0]
+        check_site_name(site)
+        if site not in known:
+            raise KeystoreError(f"unknown site {site!r} (known: {', '.join(known)}; add it with `keys add-site`)")
+        return site
+
+    def add_site(self, site: str) -> bytes:
+        """A new port facility with its own verifier key pair. Returns its kid."""
+        check_site_name(site)
+        site_dir = self.path / "verifier" / site
+        if site_dir.exists():
+            raise KeystoreExistsError(f"site {site!r} already exists")
+        site_dir.mkdir(mode=0o700, parents=True)
+        return self._new_verifier(site)
+
+    def _new_verifier(self, site: str) -> bytes:
+        key = pki.new_ec_key()
+        kid = pki.verifier_kid(key.public_key())
+        site_dir = self.path / "verifier" / site
+        _write_file(site_dir / f"{kid.hex()}.key", self._key_pem(key), 0o600)
+        _write_file(site_dir / "current", kid.hex().encode() + b"\n", 0o600)
+        return kid
+
+    def _verifier_paths(self, site: str | None = None) -> list[tuple[str, bytes, Path]]:
+        sites = self.sites() if site is None else [self._site(site)]
+        found = []
+        for name in sites:
+            for key_path in sorted((self.path / "verifier" / name).glob("*.key")):
+                if _KID_HEX.match(key_path.stem):
+                    found.append((name, bytes.fromhex(key_path.stem), key_path))
+        return found
+
+    def verifier_kids(self, site: str | None = None) -> list[bytes]:
+        return [kid for _, kid, _ in self._verifier_paths(site)]
+
+    def site_of(self, kid: bytes) -> str:
+        for name, known, _ in self._verifier_paths():
+            if known == kid:
+                return name
+        raise KeystoreError(f"no verifier key {kid.hex()}")
+
+    def current_verifier_kid(self, site: str | None = None) -> bytes:
+        name = self._site(site)
         try:
-            text = (self.path / "verifier" / "current").read_text().strip()
+            text = (self.path / "verifier" / name / "current").read_text().strip()
         except FileNotFoundError as exc:
-            raise KeystoreCorruptError("no current verifier key") from exc
+            raise KeystoreCorruptError(f"site {name}: no current verifier key") from exc
         if not _KID_HEX.match(text):
-            raise KeystoreCorruptError("verifier/current is not a key id")
+            raise KeystoreCorruptError(f"verifier/{name}/current is not a key id")
         return bytes.fromhex(text)
 
     def _verifier_key(self, kid: bytes) -> ec.EllipticCurvePrivateKey:
-        return _load_key(self.path / "verifier" / f"{kid.hex()}.key")
+        return self._load_key(self.path / "verifier" / self.site_of(kid) / f"{kid.hex()}.key")
 
-    def verifier_public_key(self) -> ec.EllipticCurvePublicKey:
-        """The current verifier public key: enrolment seals new templates to this one."""
-        return self._verifier_key(self.current_verifier_kid()).public_key()
+    def verifier_not_after(self, kid: bytes) -> datetime | None:
+        """End of the overlap period of a rotated verifier key; None for a site's current key."""
+        path = self.path / "verifier" / self.site_of(kid) / f"{kid.hex()}.not-after"
+        try:
+            return datetime.fromisoformat(path.read_text().strip())
+        except FileNotFoundError:
+            return None
+        except ValueError as exc:
+            raise KeystoreCorruptError(f"{path} is not a date") from exc
 
-    def rotate_verifier(self) -> bytes:
-        """New current verifier key. Old keys stay (gates can still unseal old cards) until retired."""
-        key = pki.new_ec_key()
-        kid = pki.verifier_kid(key.public_key())
-        _write_file(self.path / "verifier" / f"{kid.hex()}.key", _key_pem(key), 0o600)
-        _write_file(self.path / "verifier" / "current", kid.hex().encode() + b"\n", 0o600)
-        return kid
+    def verifier_public_key(self, site: str | None = None) -> ec.EllipticCurvePublicKey:
+        """A site's current verifier public key: enrolment seals new templates to this one."""
+        return self._verifier_key(self.current_verifier_kid(site)).public_key()
+
+    def seal_recipients(self, sites: list[str] | None = None) -> list[ec.EllipticCurvePublicKey]:
+        """The current verifier public key of each site (all sites by default): seal() to these."""
+        return [self.verifier_public_key(name) for name in (self.sites() if sites is None else sites)]
+
+    def rotate_verifier(
+        self, site: str | None = None, *, overlap: timedelta = DEFAULT_OVERLAP, now: datetime | None = None
+    ) -> bytes:
+        """New current verifier key for a site. The old one keeps unsealing cards until now + overlap (then
+        gates refuse it: re-seal those cards at a desk, `cardbound enrol --reseal`), and is deleted by
+        `retire_verifier`."""
+        name = self._site(site)
+        old = self.current_verifier_kid(name)
+        until = _now(now) + overlap
+        _write_file(self.path / "verifier" / name / f"{old.hex()}.not-after", until.isoformat().encode(), 0o644)
+        return self._new_verifier(name)
 
     def retire_verifier(self, kid: bytes) -> None:
         """Delete an old verifier key: gates exported after this can no longer read cards sealed to it."""
-        if kid == self.current_verifier_kid():
+        name = self.site_of(kid)
+        if kid == self.current_verifier_kid(name):
             raise KeystoreError("cannot retire the current verifier key (rotate first)")
-        path = self.path / "verifier" / f"{kid.hex()}.key"
-        if not path.exists():
-            raise KeystoreError(f"no verifier key {kid.hex()}")
-        path.unlink()
+        (self.path / "verifier" / name / f"{kid.hex()}.key").unlink()
+        with contextlib.suppress(FileNotFoundError):
+            (self.path / "verifier" / name / f"{kid.hex()}.not-after").unlink()
 
     # ---- cards
 
@@ -337,33 +443,71 @@ class KeyStore:
         when = _now(now)
         return self._resign_crl({_load_cert(path).serial_number: when for path in paths}, now)
 
-    # ---- gates
+    # ---- gates and desks (role bundles: see card.bundles for what each holds and how it is checked)
 
-    def gate_trust(self) -> GateTrust:
-        keys = [self._verifier_key(kid) for kid in self.verifier_kids()]
-        return GateTrust.create(self.ca_certificate(), self.crl(), keys)
+    def gate_trust(self, site: str | None = None) -> GateTrust:
+        paths = self._verifier_paths(site)
+        keys = [self._load_key(path) for _, _, path in paths]
+        not_after = {kid: t for _, kid, _ in paths if (t := self.verifier_not_after(kid)) is not None}
+        return GateTrust.create(self.ca_certificate(), self.crl(), keys, not_after=not_after,
+                                site=None if site is None else self._site(site))
 
-    def export_gate_trust(self, dest: Path) -> Path:
-        """Write the gate trust bundle (the only secrets a gate holds are the verifier keys)."""
-        dest = Path(dest)
-        dest.mkdir(mode=0o700, parents=True, exist_ok=True)
-        os.chmod(dest, 0o700)
-        for old in dest.glob("verifier-*.key"):
-            old.unlink()
-        _write_file(dest / "ca.crt", _cert_pem(self.ca_certificate()), 0o644)
-        _write_file(dest / "crl.pem", self.crl().public_bytes(serialization.Encoding.PEM), 0o644)
-        for kid in self.verifier_kids():
-            _write_file(dest / f"verifier-{kid.hex()}.key", _key_pem(self._verifier_key(kid)), 0o600)
-        return dest
+    def export_gate(self, gate: str, dest: Path, *, site: str | None = None, now: datetime | None = None) -> Path:
+        """Write gate GATE's bundle: its site's verifier keys (current and in overlap), the CA certificate, the
+        CRL. No CA key, no station key, no management secret, no other site's key."""
+        from card import bundles
+
+        _check_station_name(gate)
+        name = self._site(site)
+        paths = self._verifier_paths(name)
+        verifiers = [
+            bundles.VerifierEntry(kid, self.verifier_not_after(kid), self._key_pem(self._load_key(path)))
+            for _, kid, path in paths
+        ]
+        out = bundles.write_gate_bundle(
+            Path(dest), gate=gate, site=name, ca=_cert_pem(self.ca_certificate()),
+            crl=self.crl().public_bytes(serialization.Encoding.PEM), verifiers=verifiers, now=_now(now),
+        )
+        record = {"gate": gate, "site": name, "exported": _now(now).isoformat(),
+                  "kids": [v.kid.hex() for v in verifiers]}
+        (self.path / "gates").mkdir(mode=0o700, exist_ok=True)
+        _write_file(self.path / "gates" / f"{gate}.json", json.dumps(record).encode(), 0o644)
+        return out
+
+    def export_gate_trust(self, dest: Path, *, gate: str = "gate", site: str | None = None) -> Path:
+        """Compatibility name for `export_gate` (single-site keystores)."""
+        return self.export_gate(gate, dest, site=site)
+
+    def export_desk(
+        self, station: str, dest: Path, *, sites: list[str] | None = None, now: datetime | None = None
+    ) -> Path:
+        """Write station STATION's desk bundle: its signing key and certificate, the CA certificate, the CRL,
+        the current verifier *public* key of each site it enrols for, the management master secret.
+        No CA key, no verifier private key."""
+        from card import bundles
+
+        key_path, cert_path = self._station_paths(station)
+        if not cert_path.exists():
+            raise UnknownStationError(f"unknown station {station!r}")
+        names = self.sites() if sites is None else [self._site(x) for x in sites]
+        recipients = [(name, self.verifier_public_key(name)) for name in names]
+        try:
+            master = (self.path / "management.secret").read_bytes()
+        except FileNotFoundError as exc:
+            raise KeystoreCorruptError("missing management.secret") from exc
+        return bundles.write_desk_bundle(
+            Path(dest), station=station, key_pem=self._key_pem(self._load_key(key_path)),
+            certificate=cert_path.read_bytes(), ca=_cert_pem(self.ca_certificate()),
+            crl=self.crl().public_bytes(serialization.Encoding.PEM), recipients=recipients,
+            management_secret=master, now=_now(now),
+        )
 
 
-def load_gate_trust(bundle: Path) -> GateTrust:
-    """Load a gate trust bundle written by `KeyStore.export_gate_trust`."""
-    bundle = Path(bundle)
-    if not (bundle / "ca.crt").is_file():
-        raise KeystoreMissingError(f"no gate trust bundle at {bundle}")
-    keys = [_load_key(path) for path in sorted(bundle.iterdir()) if _BUNDLE_KEY.match(path.name) is not None]
-    try:
-        return GateTrust.create(_load_cert(bundle / "ca.crt"), _load_crl(bundle / "crl.pem"), keys)
-    except (pki.PkiError, ValueError) as exc:
-        raise KeystoreCorruptError(f"gate trust bundle at {bundle} is invalid: {exc}") from exc
+def load_gate_trust(bundle: Path, *, passphrase: bytes | None = None) -> GateTrust:
+    """Load a gate bundle written by `KeyStore.export_gate` (checked: role, contents, permissions)."""
+    from card import bundles
+
+    return bundles.load_gate_bundle(Path(bundle), passphrase=passphrase)
+
+
+write_file = _write_file  # for card.bundles: same atomic, final-permission writes

@@ -4,14 +4,16 @@ bound to one card. Standard COSE (RFC 9052/9053, RFC 9360), no home-made format.
 Public API (enrolment and gate call these)::
 
     seal(template: bytes, header: TemplateHeader, binding: CardBinding, station: StationCredentials,
-         verifier_public_key: ec.EllipticCurvePublicKey, *, rng=os.urandom) -> bytes
+         recipients: EC public key | Sequence[EC public key], *, rng=os.urandom) -> bytes
+         # one COSE recipient per verifier key (one per site the holder is admitted to), 1..MAX_RECIPIENTS
     unseal(data: bytes, *, trust: GateTrust, expected: CardBinding, now: datetime) -> UnsealedTemplate
 
     CardBinding(guid: bytes[16], card_key_sha256: bytes[32]);  CardBinding.for_card(guid, public_key_9e)
     TemplateHeader(format_owner, format_type, extractor, model_version, created, expires, quality,
                    visitor_category, holder_ref, samples=None, sample_spread_milli=None)
     StationCredentials(certificate: x509.Certificate, signer: TemplateSigner)  # signer: EC private key or HSM
-    GateTrust.create(ca_certificate, crl, verifier_private_keys)   # all a gate holds; see card.keystore
+    GateTrust.create(ca_certificate, crl, verifier_private_keys, *, not_after={kid: datetime}, site=None)
+        # all a gate holds (see card.keystore / card.bundles); a key may be an HSM handle (`KeyAgreement`)
     UnsealedTemplate(header, binding, template: bytearray, station_certificate, verifier_kid).wipe()
 
     SealedTemplateError                # base; every failure of unseal() is one of these, with a `.code`
@@ -19,6 +21,8 @@ Public API (enrolment and gate call these)::
         TruncatedContainerError, OversizedContainerError
       UnsupportedFormatError           #   unknown version or algorithm
       UnknownVerifierKeyError          #   no verifier key with that kid, or content key unwrap failed
+        NotSealedForThisSiteError      #     none of the recipients is a key of this gate's site
+        VerifierKeyExpiredError        #     sealed only to a rotated key of this site whose overlap has ended
       IntegrityError                   #   AES-GCM tag mismatch: ciphertext or authenticated header changed
       UntrustedStationError            #   station cert not issued by the CA / not a station cert
       StationRevokedError              #   station certificate on the CRL
@@ -41,7 +45,8 @@ Structure (deterministic CBOR; * = integrity-protected)::
       *ciphertext = AES-256-GCM(CEK, IV, COSE_Sign1, aad = Enc_structure("Encrypt", protected, h'')),
       [ recipient = [ *protected {1 alg: -31 ECDH-ES+A256KW},
                       unprotected {-1 ephemeral COSE_Key (EC2 P-256), 4 kid: verifier kid},
-                      *A256KW(KEK, CEK) ] ] ]          # KEK = HKDF-SHA256(ECDH Z, COSE_KDF_Context)
+                      *A256KW(KEK, CEK) ], ... ] ]     # KEK = HKDF-SHA256(ECDH Z, COSE_KDF_Context)
+                                                       # one recipient per site key, own ephemeral key each
     COSE_Sign1 (tag 18) = [
       *protected {1 alg: -7 ES256, 3 content type: 60 application/cbor, 33 x5chain: station cert DER},
       unprotected {},
@@ -71,7 +76,7 @@ from __future__ import annotations
 import contextlib
 import hmac
 import os
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from enum import IntEnum
@@ -86,7 +91,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.keywrap import InvalidUnwrap, aes_key_unwrap, aes_key_wrap
 
 from card import cose, pki
-from card.cose import Alg, CborError, Header, Tag
+from card.cose import Alg, CborError, Header, KeyAgreement, Tag
 
 FORMAT_VERSION = 1
 MAX_SEALED_SIZE = 4096  # hard limit before parsing; a 512-byte template seals to ~1.4 KB
@@ -98,6 +103,10 @@ KID_MIN, KID_MAX = 4, 32
 IV_LENGTH = 12
 CEK_LENGTH = 32
 WRAPPED_CEK_LENGTH = CEK_LENGTH + 8
+# Each recipient costs ~134 bytes (ephemeral P-256 key, kid, wrapped key): with a 512-byte template, 5 recipients
+# keep the container under the 2 KB card object target (measured in tests/card/test_sealed_sites.py).
+MAX_RECIPIENTS = 5
+TARGET_SEALED_SIZE = 2048
 SHA256_LENGTH = 32
 CLOCK_SKEW = timedelta(minutes=5)  # tolerated station/gate clock difference for "created"
 
@@ -155,6 +164,18 @@ class UnsupportedFormatError(SealedTemplateError):
 
 class UnknownVerifierKeyError(SealedTemplateError):
     code = "verifier_key_unknown"
+
+
+class NotSealedForThisSiteError(UnknownVerifierKeyError):
+    """The template is sealed to other sites' verifier keys only: this gate's site may not read it."""
+
+    code = "sealed_for_other_site"
+
+
+class VerifierKeyExpiredError(UnknownVerifierKeyError):
+    """Sealed only to a rotated verifier key whose overlap period has ended: re-seal at the desk."""
+
+    code = "verifier_key_expired"
 
 
 class IntegrityError(SealedTemplateError):
@@ -286,26 +307,33 @@ class StationCredentials:
 class GateTrust:
     """All a gate needs: the CA certificate, the current CRL and the verifier private key(s) by kid.
 
-    Build with `GateTrust.create(...)` (or `card.keystore.load_gate_trust(dir)`): it checks the CRL's
+    `not_after` gives the end of the overlap period of rotated keys (kid -> time); the current key has none.
+    `site` names the port facility whose keys these are (for messages and the inventory).
+    Build with `GateTrust.create(...)` (or `card.bundles.load_gate_bundle(dir)`): it checks the CRL's
     signature once, so each unseal only does per-template work.
     """
 
     ca_certificate: x509.Certificate
     crl: x509.CertificateRevocationList
-    verifier_keys: Mapping[bytes, ec.EllipticCurvePrivateKey] = field(repr=False)
+    verifier_keys: Mapping[bytes, KeyAgreement] = field(repr=False)
+    not_after: Mapping[bytes, datetime] = field(default_factory=dict)
+    site: str | None = None
 
     @classmethod
     def create(
         cls,
         ca_certificate: x509.Certificate,
         crl: x509.CertificateRevocationList,
-        verifier_private_keys: Iterable[ec.EllipticCurvePrivateKey],
+        verifier_private_keys: Iterable[KeyAgreement],
+        *,
+        not_after: Mapping[bytes, datetime] | None = None,
+        site: str | None = None,
     ) -> GateTrust:
         pki.check_crl(crl, ca_certificate)
         keys = {pki.verifier_kid(key.public_key()): key for key in verifier_private_keys}
         if not keys:
             raise ValueError("a gate needs at least one verifier private key")
-        return cls(ca_certificate, crl, keys)
+        return cls(ca_certificate, crl, keys, dict(not_after or {}), site)
 
 
 @dataclass
@@ -331,13 +359,20 @@ def seal(
     header: TemplateHeader,
     binding: CardBinding,
     station: StationCredentials,
-    verifier_public_key: ec.EllipticCurvePublicKey,
+    recipients: ec.EllipticCurvePublicKey | Sequence[ec.EllipticCurvePublicKey],
     *,
     rng: Callable[[int], bytes] = os.urandom,
 ) -> bytes:
-    """Sign `template` with the station key, encrypt to the verifier key, bind to the card. Returns the
-    COSE_Encrypt bytes to write to the card. Raises ValueError on bad input (template too large, station
-    certificate that ends before the template expires, ...)."""
+    """Sign `template` with the station key, encrypt to every verifier key in `recipients` (one per site the
+    holder is admitted to), bind to the card. Returns the COSE_Encrypt bytes to write to the card. Raises
+    ValueError on bad input (template too large, too many or duplicate recipients, station certificate that ends
+    before the template expires, ...)."""
+    keys = [recipients] if isinstance(recipients, ec.EllipticCurvePublicKey) else list(recipients)
+    if not 0 < len(keys) <= MAX_RECIPIENTS:
+        raise ValueError(f"a template is sealed to 1..{MAX_RECIPIENTS} verifier keys, not {len(keys)}")
+    kids = [pki.verifier_kid(key) for key in keys]
+    if len(set(kids)) != len(kids):
+        raise ValueError("the same verifier key is listed twice")
     if not isinstance(template, bytes | bytearray) or not 0 < len(template) <= MAX_TEMPLATE_SIZE:
         raise ValueError(f"template must be 1..{MAX_TEMPLATE_SIZE} bytes")
     cert_der = station.certificate.public_bytes(serialization.Encoding.DER)
@@ -387,18 +422,20 @@ def seal(
     )
     ciphertext = AESGCM(cek).encrypt(iv, sign1, cose.enc_structure(enc_protected))
 
-    ephemeral = ec.generate_private_key(ec.SECP256R1())
     recipient_protected = cose.dumps({Header.ALG: Alg.ECDH_ES_A256KW})
-    kek = cose.ecdh_es_kek(ephemeral, verifier_public_key, recipient_protected)
-    recipient = [
-        recipient_protected,
-        {
-            Header.EPHEMERAL_KEY: cose.ec2_key(ephemeral.public_key()),
-            Header.KID: pki.verifier_kid(verifier_public_key),
-        },
-        aes_key_wrap(kek, cek),
-    ]
-    sealed = cose.dumps(cbor2.CBORTag(Tag.COSE_ENCRYPT, [enc_protected, {Header.IV: iv}, ciphertext, [recipient]]))
+    cose_recipients = []
+    for key, kid in zip(keys, kids, strict=True):
+        # RFC 9053 ECDH-ES: a fresh ephemeral key per recipient, so no two recipients share a KEK.
+        ephemeral = ec.generate_private_key(ec.SECP256R1())
+        kek = cose.ecdh_es_kek(ephemeral, key, recipient_protected)
+        cose_recipients.append(
+            [
+                recipient_protected,
+                {Header.EPHEMERAL_KEY: cose.ec2_key(ephemeral.public_key()), Header.KID: kid},
+                aes_key_wrap(kek, cek),
+            ]
+        )
+    sealed = cose.dumps(cbor2.CBORTag(Tag.COSE_ENCRYPT, [enc_protected, {Header.IV: iv}, ciphertext, cose_recipients]))
     if len(sealed) > MAX_SEALED_SIZE:
         raise ValueError(f"sealed template is {len(sealed)} bytes, over the {MAX_SEALED_SIZE}-byte limit")
     return sealed
@@ -431,7 +468,26 @@ def _tagged(value: Any, tag: int, length: int, what: str) -> Any:
     return cose.as_array(value.value, length)
 
 
-def _decrypt(data: bytes, trust: GateTrust) -> tuple[bytes, bytes, bytes]:
+def _recipient(value: Any) -> tuple[bytes, bytes, ec.EllipticCurvePublicKey, bytes]:
+    """(kid, protected header bytes, ephemeral key, wrapped CEK) of one ECDH-ES+A256KW recipient."""
+    recipient = cose.as_array(value, 3)
+    rcpt_protected_bytes = cose.as_bytes(recipient[0], max_len=64)
+    rcpt_protected = cose.as_map(_decode(rcpt_protected_bytes, "recipient header"), _RCPT_PROTECTED, _RCPT_PROTECTED)
+    if rcpt_protected[Header.ALG] != Alg.ECDH_ES_A256KW:
+        raise UnsupportedFormatError(f"unsupported key agreement algorithm {rcpt_protected[Header.ALG]!r}")
+    rcpt_unprotected = cose.as_map(recipient[1], _RCPT_UNPROTECTED, _RCPT_UNPROTECTED)
+    kid = cose.as_bytes(rcpt_unprotected[Header.KID], min_len=KID_MIN, max_len=KID_MAX)
+    wrapped = cose.as_bytes(recipient[2], min_len=WRAPPED_CEK_LENGTH, max_len=WRAPPED_CEK_LENGTH)
+    try:
+        ephemeral = cose.ec2_public_key(rcpt_unprotected[Header.EPHEMERAL_KEY])
+    except CborError:
+        raise
+    except ValueError as exc:
+        raise MalformedContainerError("ephemeral key is not a point on P-256") from exc
+    return kid, rcpt_protected_bytes, ephemeral, wrapped
+
+
+def _decrypt(data: bytes, trust: GateTrust, now: datetime) -> tuple[bytes, bytes, bytes]:
     """Return (COSE_Sign1 bytes, GUID from the outer protected header, kid)."""
     outer = _tagged(_decode(data, "container"), Tag.COSE_ENCRYPT, 4, "container")
     enc_protected_bytes = cose.as_bytes(outer[0], max_len=MAX_SEALED_SIZE)
@@ -446,28 +502,32 @@ def _decrypt(data: bytes, trust: GateTrust) -> tuple[bytes, bytes, bytes]:
     unprotected = cose.as_map(outer[1], _ENC_UNPROTECTED, _ENC_UNPROTECTED)
     iv = cose.as_bytes(unprotected[Header.IV], min_len=IV_LENGTH, max_len=IV_LENGTH)
     ciphertext = cose.as_bytes(outer[2], min_len=16, max_len=MAX_SEALED_SIZE)
-    recipients = cose.as_array(outer[3], 1)
-    recipient = cose.as_array(recipients[0], 3)
-    rcpt_protected_bytes = cose.as_bytes(recipient[0], max_len=64)
-    rcpt_protected = cose.as_map(_decode(rcpt_protected_bytes, "recipient header"), _RCPT_PROTECTED, _RCPT_PROTECTED)
-    if rcpt_protected[Header.ALG] != Alg.ECDH_ES_A256KW:
-        raise UnsupportedFormatError(f"unsupported key agreement algorithm {rcpt_protected[Header.ALG]!r}")
-    rcpt_unprotected = cose.as_map(recipient[1], _RCPT_UNPROTECTED, _RCPT_UNPROTECTED)
-    kid = cose.as_bytes(rcpt_unprotected[Header.KID], min_len=KID_MIN, max_len=KID_MAX)
-    wrapped = cose.as_bytes(recipient[2], min_len=WRAPPED_CEK_LENGTH, max_len=WRAPPED_CEK_LENGTH)
-    try:
-        ephemeral = cose.ec2_public_key(rcpt_unprotected[Header.EPHEMERAL_KEY])
-    except CborError:
-        raise
-    except ValueError as exc:
-        raise MalformedContainerError("ephemeral key is not a point on P-256") from exc
+    recipients = cose.as_array(outer[3])
+    if not 0 < len(recipients) <= MAX_RECIPIENTS:
+        raise MalformedContainerError(f"container has {len(recipients)} recipients (1..{MAX_RECIPIENTS})")
+    parsed = [_recipient(r) for r in recipients]  # every recipient is checked, not only the one we use
 
-    verifier = None
-    for known_kid, key in trust.verifier_keys.items():
-        if hmac.compare_digest(known_kid, kid):
-            verifier = key
-    if verifier is None:
-        raise UnknownVerifierKeyError(f"no verifier key with kid {kid.hex()} (sealed for another verifier)")
+    expired: bytes | None = None
+    chosen: tuple[bytes, KeyAgreement, bytes, ec.EllipticCurvePublicKey, bytes] | None = None
+    for kid, rcpt_protected_bytes, ephemeral, wrapped in parsed:
+        for known_kid, key in trust.verifier_keys.items():
+            if hmac.compare_digest(known_kid, kid):
+                ends = trust.not_after.get(known_kid)
+                if ends is not None and now > ends:
+                    expired = kid
+                elif chosen is None:
+                    chosen = (kid, key, rcpt_protected_bytes, ephemeral, wrapped)
+    if chosen is None:
+        site = f" of site {trust.site}" if trust.site else ""
+        if expired is not None:
+            raise VerifierKeyExpiredError(
+                f"sealed to verifier key {expired.hex()}{site}, whose overlap period has ended: re-seal at the desk"
+            )
+        listed = ", ".join(p[0].hex() for p in parsed)
+        raise NotSealedForThisSiteError(
+            f"not sealed for this gate's site{site}: no verifier key of this gate among the recipients ({listed})"
+        )
+    kid, verifier, rcpt_protected_bytes, ephemeral, wrapped = chosen
     try:
         cek = aes_key_unwrap(cose.ecdh_es_kek(verifier, ephemeral, rcpt_protected_bytes), wrapped)
     except InvalidUnwrap as exc:
@@ -549,7 +609,7 @@ def unseal(data: bytes, *, trust: GateTrust, expected: CardBinding, now: datetim
     if now.tzinfo is None:
         raise ValueError("now must be timezone-aware")
     try:
-        sign1_bytes, outer_guid, kid = _decrypt(bytes(data), trust)
+        sign1_bytes, outer_guid, kid = _decrypt(bytes(data), trust, now)
         payload, cert = _verify_sign1(sign1_bytes, trust, now)
         header = TemplateHeader(
             format_owner=cose.as_int(payload[PayloadKey.FORMAT_OWNER], lo=0, hi=0xFFFF),

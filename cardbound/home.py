@@ -52,6 +52,16 @@ class Home:
         return self.root / "keys"
 
     @property
+    def desk_bundle(self) -> Path:
+        """The enrolment desk's bundle (`cardbound keys export-desk STATION DIR`), default place."""
+        return self.root / "desk"
+
+    @property
+    def gate_bundle(self) -> Path:
+        """The gate's bundle (`cardbound keys export-gate GATE DIR`), default place."""
+        return self.root / "gate"
+
+    @property
     def audit_db(self) -> Path:
         return self.root / "audit" / "audit.sqlite3"
 

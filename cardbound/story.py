@@ -18,9 +18,10 @@ from audit import AuditLog
 from audit.verify import verify_database
 from biometric.capture import SampleSource
 from biometric.isolation import FaceWorker
-from card import transport
+from card import keyfile, transport
+from card.bundles import DeskBundle, load_gate_bundle
 from card.keystore import KeyStore
-from card.personalise import read_guid, read_sealed_template, write_sealed_template
+from card.personalise import personalise, read_guid, read_sealed_template, write_sealed_template
 from card.piv import DEFAULT_MANAGEMENT_KEY, ManagementKeyType, ObjectId, PivSession
 from card.virtual.harness import PcscDaemon, VirtualCardProcess
 from cardbound.home import Home
@@ -34,6 +35,8 @@ from verify.station import load_settings
 
 STATION = "desk-demo"
 GATE_ID = "gate-demo"
+SITE = "BEANR-DEMO"  # the gate's port facility; the desk also seals to a second site, as for a holder of both
+OTHER_SITE = "BEZEE-DEMO"
 HOLDER_KEY_FILE = "holder-ref.key"
 PORTRAITS = Path("portraits") / "face_recognition"
 
@@ -65,16 +68,41 @@ class Scene:
 Say = Callable[[str], None]
 
 
+def demo_passphrase(home: Home, say: Say) -> None:
+    """Private keys are encrypted at rest: without a passphrase from the operator, the demo makes one (0600) in
+    its home and says so. A real station gets it from its service manager or the operator."""
+    if os.environ.get(keyfile.PASSPHRASE_FILE_ENV) or os.environ.get(keyfile.PASSPHRASE_ENV):
+        return
+    path = home.config / "demo-key-passphrase"
+    if not path.exists():
+        home.config.mkdir(mode=0o700, parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(secrets.token_urlsafe(24) + "\n")
+        say(f"keys: demo passphrase for the encrypted key files written to {path} (0600; a real station is "
+            f"given ${keyfile.PASSPHRASE_FILE_ENV} by its operator)")
+    os.environ[keyfile.PASSPHRASE_FILE_ENV] = str(path)
+
+
 def _keys(home: Home, say: Say) -> KeyStore:
+    """The key officer's keystore (offline CA station): only `keys` operations use it."""
+    demo_passphrase(home, say)
     try:
         keys = KeyStore.open(home.keystore)
-        say(f"keystore: using {home.keystore}")
+        keys.ca_certificate()
+        say(f"key officer: using the keystore {home.keystore}")
     except Exception:
-        keys = KeyStore.init(home.keystore)
-        say(f"keystore: new issuing CA, CRL and verifier key in {home.keystore}")
+        keys = KeyStore.init(home.keystore, site=SITE)
+        keys.add_site(OTHER_SITE)
+        say(f"key officer: new issuing CA, CRL and verifier keys for sites {SITE} and {OTHER_SITE} in "
+            f"{home.keystore} (private keys encrypted at rest)")
     if STATION not in {s.name for s in keys.stations()}:
         keys.issue_station(STATION)
-        say(f"keystore: station certificate issued for {STATION}")
+        say(f"key officer: station certificate issued for {STATION}")
+    keys.export_desk(STATION, home.desk_bundle)
+    keys.export_gate(GATE_ID, home.gate_bundle, site=SITE)
+    say(f"key officer: desk bundle -> {home.desk_bundle} (no CA key, no verifier private key); "
+        f"gate bundle -> {home.gate_bundle} (site {SITE}'s verifier key only)")
     return keys
 
 
@@ -118,7 +146,8 @@ def tell(home: Home, faces: Path, workdir: Path, *, say: Say, lang: str = "en") 
     ban_file = workdir / "banlist.txt"
     ban_file.write_text(format_banlist([], holder_key))
     gate_config = _gate_config(workdir, ban_file, home.keystore / HOLDER_KEY_FILE)
-    trust = keys.gate_trust()  # a real gate would load the exported bundle (`cardbound keys export-gate`)
+    desk = DeskBundle.open(home.desk_bundle)  # what the desk holds
+    trust = load_gate_bundle(home.gate_bundle)  # what the gate holds
     valid_until = (datetime.now(UTC) + timedelta(days=365)).replace(microsecond=0)
     with PcscDaemon() as _pcscd, AuditLog.open_station(home.root, node_id=home.node_id) as log, FaceWorker() as worker:
         sb = worker.sandbox
@@ -130,6 +159,12 @@ def tell(home: Home, faces: Path, workdir: Path, *, say: Say, lang: str = "en") 
             for card in cards:
                 card.insert()
             say("two blank virtual PIV cards inserted in 'Virtual PCD 00 00' and 'Virtual PCD 00 01'")
+            # -- card issuance at the key officer (the CA signs each card's 9E certificate; a desk cannot)
+            for card in cards:
+                conn, session = _session(card.reader_name)
+                with conn:
+                    personalise(session, keys.issue_card_auth_certificate, keys.management_key_for)
+            say("key officer: both cards personalised (9E key generated on each card, certificate by the CA)")
 
             # -- enrolment desk
             for person, card in zip(PEOPLE, cards, strict=True):
@@ -140,7 +175,7 @@ def tell(home: Home, faces: Path, workdir: Path, *, say: Say, lang: str = "en") 
                         EnrolRequest(pseudonymise(person.national_number, holder_key), person.category, valid_until,
                                      STATION, "operator-demo"),
                         session=session,
-                        keys=keys,
+                        keys=desk,
                         capture=functools.partial(worker_capture, worker, source, 3, lang),
                         audit=log,
                     )
@@ -172,7 +207,7 @@ def tell(home: Home, faces: Path, workdir: Path, *, say: Say, lang: str = "en") 
             present("Person B presents Person A's card", "reject", cards[0], b.live_photo)
 
             # -- tampering: one bit of the sealed template changed on the card (an attacker with write access)
-            mgmt_a = keys.management_key_for(_guid(cards[0]))
+            mgmt_a = desk.management_key_for(_guid(cards[0]))
             original = _read(cards[0])
             tampered = bytearray(original)
             tampered[len(tampered) // 2] ^= 0x01
@@ -181,7 +216,7 @@ def tell(home: Home, faces: Path, workdir: Path, *, say: Say, lang: str = "en") 
             _write(cards[0], mgmt_a, original)
 
             # -- copy: Person A's sealed template copied onto Person B's genuine card
-            mgmt_b = keys.management_key_for(_guid(cards[1]))
+            mgmt_b = desk.management_key_for(_guid(cards[1]))
             original_b = _read(cards[1])
             _write(cards[1], mgmt_b, original)
             present("Person A's template copied onto Person B's card", "reject", cards[1], a.live_photo)

@@ -13,8 +13,8 @@ from dataclasses import dataclass
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from card.bundles import DeskKeys
 from card.cardauth import authenticate_card
-from card.keystore import KeyStore
 from card.personalise import (
     CardState,
     erase_sealed_template,
@@ -63,7 +63,7 @@ def inspect_card(session: PivSession, *, replace: bool) -> CardIdentity:
 
 
 def ensure_personalised(
-    session: PivSession, keys: KeyStore, identity: CardIdentity, *, register: CardRegister | None = None
+    session: PivSession, keys: DeskKeys, identity: CardIdentity, *, register: CardRegister | None = None
 ) -> CardIdentity:
     """Personalise a blank card; the issuing side records the card in the issued-card register as it issues its
     card-auth certificate (card id, GUID, serial, dates — never a template)."""
@@ -89,7 +89,7 @@ class WriteStage:
 
 
 def write_and_check(
-    session: PivSession, keys: KeyStore, guid: bytes, sealed_template: bytes, stage: WriteStage | None = None
+    session: PivSession, keys: DeskKeys, guid: bytes, sealed_template: bytes, stage: WriteStage | None = None
 ) -> None:
     """Write, read back, compare in constant time. On mismatch erase the object so the card reads as not enrolled."""
     stage = stage or WriteStage()
@@ -102,6 +102,6 @@ def write_and_check(
         raise ReadBackMismatch("read-back differs from what was written; the template object was erased")
 
 
-def erase_template(session: PivSession, keys: KeyStore, guid: bytes) -> None:
+def erase_template(session: PivSession, keys: DeskKeys, guid: bytes) -> None:
     """Delete the sealed template: the card then reads as clearly not enrolled."""
     erase_sealed_template(session, keys.management_key_for(guid))

@@ -26,7 +26,8 @@ from biometric.isolation import FaceWorker, IsolationError
 from biometric.quality import QualityReason
 from biometric.quality import message as quality_message
 from card import transport
-from card.keystore import KeyStore, KeystoreError
+from card.bundles import DeskBundle, DeskKeys
+from card.keystore import KeystoreError
 from card.piv import PivSession
 from card.register import CardRegister
 from card.values import HolderRef, InvalidValue
@@ -54,7 +55,7 @@ class DeskWiring:
     """What the composition root hands the command: the gate's rules, the NRN pseudonymiser (both may raise
     `EnrolCommandError`), and the exit code of an outcome (for the `exit_code` field of the JSON object)."""
 
-    rules: Callable[[argparse.Namespace, KeyStore], EnrolmentRules]
+    rules: Callable[[argparse.Namespace, DeskKeys], EnrolmentRules]
     pseudonymise: Callable[[argparse.Namespace], Pseudonymise]
     exit_code: Callable[[Outcome], int]
 
@@ -88,6 +89,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "(otherwise such a photo is refused before enrolling)")
     p.add_argument("--replace", action="store_true", help="re-enrol a card that already holds a template (audited)")
     p.add_argument("--station", default="desk-1", help="enrolment station name (its certificate signs the template)")
+    p.add_argument("--bundle", type=Path, metavar="DIR",
+                   help="desk bundle from `cardbound keys export-desk STATION DIR` (default: HOME/desk)")
     p.add_argument("--operator", default="operator", help="operator id recorded in the audit log")
     p.add_argument("--card-timeout", type=float, default=10.0, help="seconds to wait for a card (default 10)")
     p.add_argument("--lang", choices=messages.LANGS, default="en", help="language of the messages (fr, nl, en)")
@@ -166,12 +169,12 @@ def run(args: argparse.Namespace, wiring: DeskWiring) -> None:
     valid_until = _parse_valid_until(args.valid_until, out)
     home = args.home_dir
     try:
-        keys = KeyStore.open(home.keystore)
+        # The desk opens its own bundle only, never the processor keystore (that holds the CA key).
+        keys = DeskBundle.open(args.bundle or home.desk_bundle)
         station = keys.station_credentials(args.station)
         rules = wiring.rules(args, keys)
     except KeystoreError as exc:
-        out.fail(EnrolFailure.KEYS, f"keystore: {exc} (run `cardbound keys init` and `issue-station`)",
-                 stage="checks")
+        out.fail(EnrolFailure.KEYS, f"desk keys: {exc}", stage="checks")
     except EnrolCommandError as exc:  # the gate configuration is unusable: fail closed
         out.fail(exc.failure, str(exc), stage="checks")
     try:

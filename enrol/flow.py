@@ -39,8 +39,8 @@ from audit import (
 )
 from card import sealed
 from card.apdu import ApduError, ApduFormatError
+from card.bundles import DeskKeys
 from card.cardauth import CardAuthError
-from card.keystore import KeyStore
 from card.personalise import PersonalisationError
 from card.piv import PivFormatError, PivSession
 from card.register import CardRegister, RegisterError
@@ -338,7 +338,7 @@ def enrol(
     request: EnrolRequest,
     *,
     session: PivSession,
-    keys: KeyStore,
+    keys: DeskKeys,
     capture: Capture,
     audit: AuditLog,
     rules: EnrolmentRules | None = None,
@@ -391,6 +391,11 @@ def enrol(
         except RuleViolation as exc:
             raise refused(EnrolError(EnrolFailure.CARD_REVOKED, str(exc), stage="inspect",
                                      params={"card_id": card_id})) from None
+    if not identity.guid and not keys.can_issue_cards:
+        # Card issuance needs the CA (it signs the 9E certificate); a desk bundle holds no CA key. Refused before
+        # any capture, the card untouched.
+        raise refused(EnrolError(EnrolFailure.KEYS, "blank card: personalise it at the key officer's station "
+                                                    "first (`cardbound keys personalise-card`)", stage="inspect"))
     timings["inspect"] = (time.perf_counter() - t_start) * 1000
 
     # -- capture in the worker: quality gate, one person per template
@@ -444,7 +449,7 @@ def enrol(
                 header,
                 CardBinding.for_card(identity.guid, identity.public_key),
                 keys.station_credentials(request.station),
-                keys.verifier_public_key(),
+                keys.seal_recipients(),  # every site this desk enrols for (COSE recipients)
             )
         except ValueError as exc:
             raise refused(EnrolError(EnrolFailure.KEYS, f"cannot seal the template: {exc}", stage="seal")) from None

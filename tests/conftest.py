@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
+
+# Private keys are encrypted at rest and every station fails closed without a passphrase: the tests (and the
+# commands they start, which inherit the environment) use this one. Tests of the passphrase sources unset it.
+os.environ.setdefault("CARDBOUND_KEY_PASSPHRASE", "test-passphrase-not-secret")
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"

@@ -12,7 +12,8 @@ from audit import AuditLog, ConfigChanged
 from biometric.capture import SampleSource
 from biometric.isolation import FaceWorker, IsolationError, no_core_dumps
 from card import transport
-from card.keystore import KeyStore, KeystoreError, load_gate_trust
+from card.bundles import load_gate_bundle
+from card.keystore import KeystoreError
 from card.sealed import GateTrust
 from verify.config import ConfigError
 from verify.decision import Decision, Reason
@@ -37,7 +38,7 @@ def _add_source_args(p: argparse.ArgumentParser, required: bool) -> None:
 def _add_common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", type=Path, help="gate configuration (TOML); default: built-in policy")
     p.add_argument("--trust", type=Path, metavar="DIR",
-                   help="gate trust bundle from `cardbound keys export-gate` (default: the station keystore)")
+                   help="gate bundle from `cardbound keys export-gate GATE DIR` (default: HOME/gate)")
     p.add_argument("--gate-id", help="gate id for decisions and audit events (overrides the config)")
     p.add_argument("--lang", choices=("fr", "nl", "en"), default="en", help="language of the human message")
 
@@ -138,9 +139,8 @@ def _source(args: argparse.Namespace, settings: GateSettings) -> SampleSource:
 
 def _trust(args: argparse.Namespace) -> GateTrust:
     try:
-        if args.trust:
-            return load_gate_trust(args.trust)
-        return KeyStore.open(args.home_dir.keystore).gate_trust()
+        # A gate opens its own bundle only, never the processor keystore (that holds the CA key).
+        return load_gate_bundle(args.trust or args.home_dir.gate_bundle)
     except (KeystoreError, ValueError, OSError) as exc:
         raise GateCommandError(f"gate trust: {exc}", GateFailure.KEYS) from None
 

@@ -130,7 +130,7 @@ def _write_raw(issuer: Issuer, enrolled: Enrolled, data: bytes) -> None:
 def test_gate_round_trip_with_fresh_challenges(issuer: Issuer, virtual_card_factory: MakeCard) -> None:
     enrolled = enrol(issuer, virtual_card_factory())
     trust = load_gate_trust(issuer.gate_bundle)
-    assert sorted(p.name for p in issuer.gate_bundle.iterdir())[:2] == ["ca.crt", "crl.pem"]
+    assert sorted(p.name for p in issuer.gate_bundle.iterdir())[:3] == ["bundle.json", "ca.crt", "crl.pem"]
     rng = RecordingRng()
     first = gate_read(trust, enrolled.card.reader_name, rng)
     second = gate_read(trust, enrolled.card.reader_name, rng)

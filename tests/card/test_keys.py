@@ -42,7 +42,7 @@ def test_permissions(store: KeyStore) -> None:
         store.path / "management.secret",
         store.path / "stations" / "desk1.key",
     ]
-    secrets_ += list((store.path / "verifier").glob("*.key"))
+    secrets_ += list((store.path / "verifier").rglob("*.key"))
     for path in secrets_:
         assert _mode(path) == 0o600, path
     assert not list(store.path.rglob("*.tmp"))
@@ -169,7 +169,7 @@ def test_gate_bundle_holds_only_what_a_gate_needs(store: KeyStore, tmp_path: Pat
     bundle = store.export_gate_trust(tmp_path / "gate")
     names = sorted(p.name for p in bundle.iterdir())
     kids = sorted(kid.hex() for kid in store.verifier_kids())
-    assert names == sorted(["ca.crt", "crl.pem"] + [f"verifier-{k}.key" for k in kids])
+    assert names == sorted(["bundle.json", "ca.crt", "crl.pem"] + [f"verifier-{k}.key" for k in kids])
     assert _mode(bundle) == 0o700
     for key in bundle.glob("verifier-*.key"):
         assert _mode(key) == 0o600
@@ -207,7 +207,7 @@ def test_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert run("retire-verifier", "zz") == ExitCode.USAGE
     assert run("revoke-card", uuid.uuid4().hex) == ExitCode.KEYS
     assert run("revoke-card", "not-hex") == ExitCode.USAGE
-    assert run("export-gate", str(tmp_path / "gate")) == ExitCode.OK
+    assert run("export-gate", "gate-1", str(tmp_path / "gate")) == ExitCode.OK
     capsys.readouterr()
     assert run("show") == ExitCode.OK
     out = capsys.readouterr().out

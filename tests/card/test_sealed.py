@@ -227,7 +227,7 @@ def test_signature_by_another_key_under_a_valid_certificate(env: Env) -> None:
 def test_wrong_verifier_key(env: Env) -> None:
     stranger = ec.generate_private_key(ec.SECP256R1())
     data = seal(env.template, env.header, env.binding, env.station, stranger.public_key())
-    with pytest.raises(sealed.UnknownVerifierKeyError, match="no verifier key with kid"):
+    with pytest.raises(sealed.UnknownVerifierKeyError, match="no verifier key of this gate"):
         unseal(data, trust=env.trust, expected=env.binding, now=NOW)
     # A gate that holds a key under the right kid but the wrong private part fails at the unwrap.
     kid = next(iter(env.trust.verifier_keys))

@@ -31,7 +31,14 @@ def home(tmp_path_factory: pytest.TempPathFactory) -> Path:
     h = tmp_path_factory.mktemp("station")
     assert cb(h, "keys", "init").returncode == 0
     assert cb(h, "keys", "issue-station", "desk-1").returncode == 0
+    assert cb(h, "keys", "export-desk", "desk-1", str(h / "desk")).returncode == 0  # the desk holds only this
     return h
+
+
+def issue(home: Path, reader: str = "0") -> None:
+    """Card issuance at the key officer: the CA signs the card's 9E certificate; a desk bundle cannot."""
+    res = cb(home, "keys", "personalise-card", "--reader", reader)
+    assert res.returncode == 0, res.stderr
 
 
 def enrol_args(reader: str, *photos: Path, extra: tuple[str, ...] = ()) -> list[str]:
@@ -44,6 +51,9 @@ def enrol_args(reader: str, *photos: Path, extra: tuple[str, ...] = ()) -> list[
 
 def test_enrol_success_then_already_enrolled(home: Path, virtual_card, faces_dir: Path) -> None:  # type: ignore[no-untyped-def]
     obama = faces_dir / "portraits/face_recognition/obama"
+    blank = cb(home, *enrol_args("0", obama / "obama.jpg"))  # a desk cannot issue a card: no CA key
+    assert blank.returncode == ExitCode.KEYS and "key officer" in blank.stderr and "Traceback" not in blank.stderr
+    issue(home)
     res = cb(home, *enrol_args("0", obama / "obama.jpg", obama / "obama3.jpg"))
     assert res.returncode == 0, res.stderr
     out = json.loads(res.stdout.strip().splitlines()[-1])
@@ -63,11 +73,13 @@ def test_enrol_success_then_already_enrolled(home: Path, virtual_card, faces_dir
 )
 def test_quality_refusals_leave_the_card_blank(home: Path, virtual_card, faces_dir: Path, photo: str,  # type: ignore[no-untyped-def]
                                                 reason: str) -> None:
+    issue(home)
     res = cb(home, *enrol_args("0", faces_dir / photo))
     assert res.returncode == ExitCode.QUALITY, res.stderr
     assert reason in res.stdout
     with transport.connect(virtual_card.reader_name, timeout=5) as conn:
-        assert personalisation_state(PivSession(conn)) is CardState.BLANK
+        assert personalisation_state(PivSession(conn)) is CardState.PERSONALISED
+        assert read_sealed_template(PivSession(conn)) is None  # nothing written
 
 
 def test_no_face_bad_input_unknown_reader_bad_args(home: Path, virtual_card, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
@@ -75,6 +87,7 @@ def test_no_face_bad_input_unknown_reader_bad_args(home: Path, virtual_card, tmp
 
     grey = tmp_path / "grey.png"
     Image.new("RGB", (640, 480), (120, 120, 120)).save(grey)
+    issue(home)
     res = cb(home, *enrol_args("0", grey))
     assert res.returncode == ExitCode.QUALITY and "NO_FACE" in res.stdout
 
@@ -96,6 +109,7 @@ def test_no_face_bad_input_unknown_reader_bad_args(home: Path, virtual_card, tmp
 
 
 def test_no_camera(home: Path, virtual_card) -> None:  # type: ignore[no-untyped-def]
+    issue(home)
     res = cb(home, "enrol", "--reader", "0", "--camera", "42", "--holder-ref", HOLDER, "--category", "regular",
              "--valid-until", "2029-06-30")
     assert res.returncode == ExitCode.NO_CAMERA, res.stderr
@@ -112,6 +126,7 @@ def test_delete_source(home: Path, virtual_card, faces_dir: Path, tmp_path: Path
     # The copy is the "photo that arrived as a file" at the desk; the test destroys it whatever happens.
     src = tmp_path / "arrived.jpg"
     shutil.copyfile(faces_dir / "portraits/face_recognition/rose_leslie/img1.jpg", src)
+    issue(home)
     try:
         res = cb(home, *enrol_args("0", src, extra=("--delete-source",)))
         assert res.returncode == 0, res.stderr
@@ -126,7 +141,10 @@ def test_card_removed_mid_write_leaves_card_unenrolled(home: Path, virtual_card_
     from card.virtual.vpcd import Faults
 
     photo = faces_dir / "portraits/face_recognition/obama/obama.jpg"
-    card = virtual_card_factory(faults=Faults(drop_after=12))
+    card = virtual_card_factory()
+    issue(home)
+    card.remove()
+    card.insert(Faults(drop_after=12))
     res = cb(home, *enrol_args("0", photo))
     assert res.returncode in (ExitCode.CARD_REMOVED, ExitCode.CARD_ERROR), res.stderr
     assert "Traceback" not in res.stderr

@@ -35,6 +35,7 @@ def home(tmp_path_factory: pytest.TempPathFactory) -> Path:
     h = tmp_path_factory.mktemp("gatehome")
     ks = KeyStore.init(h / "keys")
     ks.issue_station(STATION)
+    ks.export_gate("gate-1", Home(h).gate_bundle)  # the gate holds only its bundle
     assert cb(h, "gate", "level", "1", "--site", "BEANR-TEST").returncode == 0  # a new gate is at level 3
     return h
 

@@ -22,6 +22,7 @@ from biometric.capture import SampleSource
 from biometric.isolation import FaceWorker
 from card import transport
 from card.keystore import KeyStore
+from card.personalise import personalise
 from card.piv import PivSession
 from card.virtual.harness import VirtualCardProcess
 from cardbound.home import Home
@@ -75,6 +76,10 @@ def test_enrol_and_verify_write_only_the_audit_log(pcscd, virtual_card, faces_di
     home = tmp_path / "home"
     ks = KeyStore.init(home / "keys")
     ks.issue_station("desk-1")
+    ks.export_desk("desk-1", home / "desk")
+    ks.export_gate("gate-1", home / "gate")
+    with transport.connect(virtual_card.reader_name, timeout=5) as conn:  # card issuance, at the key officer
+        personalise(PivSession(conn), ks.issue_card_auth_certificate, ks.management_key_for)
     root = faces_dir / "portraits/face_recognition"
     runs = {
         "enrol": ["enrol", "--reader", "0", "--photo", str(root / "obama/obama.jpg"), "--holder-ref", "ab" * 16,

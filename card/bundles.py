@@ -1,0 +1,388 @@
+"""Role bundles: what an enrolment desk and a gate hold, written by the key officer, checked by the station at start.
+
+A station never opens the processor keystore (that holds the CA key, and every site's verifier keys): the key
+officer exports a bundle per station with `cardbound keys export-desk STATION DIR` / `export-gate GATE DIR`, and
+the station refuses to start with a bundle that holds more than its role needs, or a secret file that group or
+others can read.
+
+Desk bundle (directory 0700)::
+
+    bundle.json            {"format": 1, "role": "desk", "station": NAME, "backend": "file",
+                            "recipients": [{"site": SITE, "kid": HEX, "file": "recipient-SITE.pem"}, ...]}
+    station.key    0600    the station's template-signing key (PKCS#8, encrypted under the key passphrase)
+    station.crt            its certificate (EKU template signing), issued by the CA
+    ca.crt, crl.pem        the issuing CA certificate and the current CRL
+    recipient-SITE.pem     the current verifier PUBLIC key of each site this desk enrols for
+    management.secret 0600 master for per-card PIV management keys (needed to write a card; see docs/keys.md)
+
+Gate bundle (directory 0700)::
+
+    bundle.json            {"format": 1, "role": "gate", "gate": GATE, "site": SITE, "backend": "file",
+                            "verifiers": [{"kid": HEX, "not_after": ISO-8601 or null}, ...]}
+    verifier-KID.key 0600  this site's verifier private key(s): the current one, and rotated ones in overlap
+    ca.crt, crl.pem
+
+Nothing else may be in a bundle: a CA key, a station key in a gate bundle, a verifier private key in a desk bundle,
+any other private key (checked by content, not only by name), unknown files or sub-directories are refused.
+
+Public API::
+
+    write_desk_bundle(...), write_gate_bundle(...)     # used by card.keystore.KeyStore.export_desk / export_gate
+    check_bundle(dir, role) -> dict                    # the manifest, after every check; BundleError subclasses
+    load_gate_bundle(dir, *, passphrase=None) -> GateTrust
+    DeskBundle.open(dir, *, passphrase=None) -> DeskBundle   # what `cardbound enrol` and the desk use
+    DeskKeys                                           # protocol enrolment needs (KeyStore and DeskBundle have it)
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Protocol
+
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from card import keyfile, pki
+from card.keystore import (
+    KeystoreCorruptError,
+    KeystoreError,
+    KeystoreMissingError,
+    KeystorePassphraseError,
+    UnknownStationError,
+    check_site_name,
+    load_key_file,
+    write_file,
+)
+from card.sealed import GateTrust, StationCredentials
+
+FORMAT = 1
+MANIFEST = "bundle.json"
+ROLE_DESK = "desk"
+ROLE_GATE = "gate"
+_PUBLIC = 0o644
+_SECRET = 0o600
+
+
+class BundleError(KeystoreError):
+    """A role bundle cannot be used as it is. One line, says what to do."""
+
+
+class BundleMissingError(BundleError, KeystoreMissingError):
+    pass
+
+
+class BundleRoleError(BundleError):
+    """The bundle is for another role (a desk bundle given to a gate, or the processor keystore itself)."""
+
+
+class BundleOverreachError(BundleError):
+    """The bundle holds a key or file its role must not have."""
+
+
+class BundlePermissionError(BundleError):
+    """A secret file (or the bundle directory) is open to group or others, or belongs to another user."""
+
+
+class BlankCardError(KeystoreError):
+    """A desk cannot personalise a blank card: that needs the CA key, which only the key officer holds."""
+
+
+@dataclass(frozen=True)
+class VerifierEntry:
+    kid: bytes
+    not_after: datetime | None
+    key_pem: bytes  # encrypted PKCS#8
+
+
+class DeskKeys(Protocol):
+    """What enrolment needs from its keys (a desk bundle, or the processor keystore at the key officer's)."""
+
+    @property
+    def can_issue_cards(self) -> bool: ...  # False for a desk bundle: blank cards go to the key officer
+
+    def station_credentials(self, name: str) -> StationCredentials: ...
+
+    def seal_recipients(self, sites: list[str] | None = None) -> list[ec.EllipticCurvePublicKey]: ...
+
+    def management_key_for(self, guid: bytes) -> bytes: ...
+
+    def issue_card_auth_certificate(
+        self, guid: bytes, public_key: ec.EllipticCurvePublicKey, *, now: datetime | None = None
+    ) -> x509.Certificate: ...
+
+
+# ------------------------------------------------------------------------------------------------ writing
+
+
+def _prepare(dest: Path) -> None:
+    if (dest / "ca.key").exists():
+        raise BundleRoleError(f"{dest} holds a CA key: export a bundle into an empty directory, not the keystore")
+    dest.mkdir(mode=0o700, parents=True, exist_ok=True)
+    os.chmod(dest, 0o700)
+    for old in dest.iterdir():  # a re-export replaces the bundle as a whole (no stale rotated or foreign keys)
+        if old.is_file() and (old.name in _ALLOWED_NAMES or old.name.startswith(("verifier-", "recipient-"))):
+            old.unlink()
+
+
+def _manifest(dest: Path, manifest: dict[str, Any]) -> None:
+    write_file(dest / MANIFEST, json.dumps(manifest, indent=1, sort_keys=True).encode() + b"\n", _PUBLIC)
+
+
+def write_gate_bundle(
+    dest: Path, *, gate: str, site: str, ca: bytes, crl: bytes, verifiers: list[VerifierEntry], now: datetime
+) -> Path:
+    _prepare(dest)
+    write_file(dest / "ca.crt", ca, _PUBLIC)
+    write_file(dest / "crl.pem", crl, _PUBLIC)
+    for entry in verifiers:
+        write_file(dest / f"verifier-{entry.kid.hex()}.key", entry.key_pem, _SECRET)
+    _manifest(dest, {
+        "format": FORMAT, "role": ROLE_GATE, "gate": gate, "site": site, "backend": "file",
+        "exported": now.isoformat(),
+        "verifiers": [{"kid": e.kid.hex(), "not_after": e.not_after.isoformat() if e.not_after else None}
+                      for e in verifiers],
+    })
+    return dest
+
+
+def write_desk_bundle(
+    dest: Path, *, station: str, key_pem: bytes, certificate: bytes, ca: bytes, crl: bytes,
+    recipients: list[tuple[str, ec.EllipticCurvePublicKey]], management_secret: bytes, now: datetime,
+) -> Path:
+    _prepare(dest)
+    write_file(dest / "station.key", key_pem, _SECRET)
+    write_file(dest / "station.crt", certificate, _PUBLIC)
+    write_file(dest / "ca.crt", ca, _PUBLIC)
+    write_file(dest / "crl.pem", crl, _PUBLIC)
+    write_file(dest / "management.secret", management_secret, _SECRET)
+    listed = []
+    for site, key in recipients:
+        pem = key.public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+        write_file(dest / f"recipient-{site}.pem", pem, _PUBLIC)
+        listed.append({"site": site, "kid": pki.verifier_kid(key).hex(), "file": f"recipient-{site}.pem"})
+    _manifest(dest, {
+        "format": FORMAT, "role": ROLE_DESK, "station": station, "backend": "file", "exported": now.isoformat(),
+        "recipients": listed,
+    })
+    return dest
+
+
+# ------------------------------------------------------------------------------------------------ checking
+
+_ALLOWED_NAMES = {MANIFEST, "ca.crt", "crl.pem", "station.key", "station.crt", "management.secret"}
+_ROLE_FILES = {
+    ROLE_DESK: {MANIFEST, "ca.crt", "crl.pem", "station.key", "station.crt", "management.secret"},
+    ROLE_GATE: {MANIFEST, "ca.crt", "crl.pem"},
+}
+_ROLE_SECRETS = {ROLE_DESK: {"station.key", "management.secret"}, ROLE_GATE: set()}
+_WHAT = {
+    "ca.key": "the CA private key (only the key officer's keystore holds it)",
+    "station.key": "an enrolment station's signing key",
+    "management.secret": "the card management master secret",
+}
+
+
+def _role_allows(role: str, name: str) -> bool:
+    if name in _ROLE_FILES[role]:
+        return True
+    if role == ROLE_GATE:
+        return name.startswith("verifier-") and name.endswith(".key")
+    return name.startswith("recipient-") and name.endswith(".pem")
+
+
+def _is_secret(role: str, name: str) -> bool:
+    return name in _ROLE_SECRETS[role] or (role == ROLE_GATE and name.startswith("verifier-"))
+
+
+def _check_private(path: Path, what: str) -> None:
+    info = path.stat()
+    if info.st_uid != os.geteuid():
+        raise BundlePermissionError(f"{what} {path} belongs to another user (uid {info.st_uid}); refused")
+    if info.st_mode & (stat.S_IRWXG | stat.S_IRWXO):
+        raise BundlePermissionError(
+            f"{what} {path} is open to group or others (mode {stat.S_IMODE(info.st_mode):04o}): chmod 600 it"
+        )
+
+
+def check_bundle(bundle: Path, role: str) -> dict[str, Any]:
+    """Every check a station makes on its bundle before using it. Returns the manifest."""
+    bundle = Path(bundle)
+    if not (bundle / MANIFEST).is_file():
+        if (bundle / "ca.key").exists():
+            raise BundleRoleError(f"{bundle} is the processor keystore (it holds the CA key), not a {role} bundle: "
+                                  f"export one with `cardbound keys export-{role}`")
+        raise BundleMissingError(f"no {role} bundle at {bundle} (export one with `cardbound keys export-{role}`)")
+    try:
+        manifest = json.loads((bundle / MANIFEST).read_text())
+    except (ValueError, OSError) as exc:
+        raise KeystoreCorruptError(f"{bundle / MANIFEST} is unreadable: {exc}") from None
+    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
+        raise KeystoreCorruptError(f"{bundle / MANIFEST}: unknown bundle format")
+    if manifest.get("role") != role:
+        raise BundleRoleError(f"{bundle} is a {manifest.get('role')!r} bundle, not a {role} bundle")
+    info = bundle.stat()
+    if info.st_mode & (stat.S_IWGRP | stat.S_IWOTH) or info.st_uid != os.geteuid():
+        raise BundlePermissionError(f"bundle directory {bundle} is writable by others or not ours: chmod 700 it")
+    for entry in sorted(bundle.iterdir()):
+        name = entry.name
+        if not entry.is_file() or entry.is_symlink():
+            raise BundleOverreachError(f"{role} bundle {bundle} holds {name!r}, which is not a plain file; refused")
+        if not _role_allows(role, name):
+            what = _WHAT.get(name)
+            if what is None and name.startswith("verifier-") and name.endswith(".key"):
+                what = "a verifier private key (only gates hold those)"
+            if what is None and name.endswith((".key", ".secret")):
+                what = "a private key"
+            if what is not None:
+                raise BundleOverreachError(f"{role} bundle {bundle} holds {what} ({name}): a {role} must not have "
+                                           f"it; remove the file and re-export with `cardbound keys export-{role}`")
+            raise BundleOverreachError(f"{role} bundle {bundle} holds an unexpected file {name!r}; refused")
+        if _is_secret(role, name):
+            _check_private(entry, "secret file")
+        elif b"PRIVATE KEY" in entry.read_bytes()[:4096]:
+            raise BundleOverreachError(f"{role} bundle {bundle}: {name} contains a private key; refused")
+    return manifest
+
+
+def _passphrase(given: bytes | None) -> bytes:
+    if given is not None:
+        return given
+    try:
+        return keyfile.passphrase()
+    except keyfile.KeyFileError as exc:
+        raise KeystorePassphraseError(str(exc)) from None
+
+
+def _cert(path: Path) -> x509.Certificate:
+    try:
+        return x509.load_pem_x509_certificate(path.read_bytes())
+    except (OSError, ValueError) as exc:
+        raise KeystoreCorruptError(f"unreadable certificate {path}") from exc
+
+
+def _crl(path: Path) -> x509.CertificateRevocationList:
+    try:
+        return x509.load_pem_x509_crl(path.read_bytes())
+    except (OSError, ValueError) as exc:
+        raise KeystoreCorruptError(f"unreadable CRL {path}") from exc
+
+
+def load_gate_bundle(bundle: Path, *, passphrase: bytes | None = None) -> GateTrust:
+    """What a gate does at start: check the bundle, then load its site's verifier keys, the CA and the CRL."""
+    bundle = Path(bundle)
+    manifest = check_bundle(bundle, ROLE_GATE)
+    site = manifest.get("site")
+    if not isinstance(site, str):
+        raise KeystoreCorruptError(f"{bundle / MANIFEST}: no site")
+    check_site_name(site)
+    not_after: dict[bytes, datetime] = {}
+    listed = {}
+    for entry in manifest.get("verifiers") or []:
+        try:
+            kid = bytes.fromhex(entry["kid"])
+            listed[kid] = entry
+            if entry.get("not_after"):
+                not_after[kid] = datetime.fromisoformat(entry["not_after"])
+        except (KeyError, TypeError, ValueError) as exc:
+            raise KeystoreCorruptError(f"{bundle / MANIFEST}: bad verifier entry") from exc
+    secret = None
+    keys = []
+    for path in sorted(bundle.glob("verifier-*.key")):
+        secret = _passphrase(passphrase) if secret is None else secret
+        key = load_key_file(path, secret)
+        kid = pki.verifier_kid(key.public_key())
+        if path.name != f"verifier-{kid.hex()}.key" or kid not in listed:
+            raise KeystoreCorruptError(f"{path} does not hold the key its name and the manifest say")
+        keys.append(key)
+    try:
+        return GateTrust.create(_cert(bundle / "ca.crt"), _crl(bundle / "crl.pem"), keys, not_after=not_after,
+                                site=site)
+    except (pki.PkiError, ValueError) as exc:
+        raise KeystoreCorruptError(f"gate bundle at {bundle} is invalid: {exc}") from exc
+
+
+class DeskBundle:
+    """An enrolment desk's keys, from its bundle. Implements `DeskKeys`."""
+
+    def __init__(self, path: Path, manifest: dict[str, Any], passphrase: bytes | None) -> None:
+        self.path = path
+        self.station = str(manifest.get("station"))
+        self._manifest = manifest
+        self._passphrase = passphrase
+        self._signer: ec.EllipticCurvePrivateKey | None = None
+
+    @classmethod
+    def open(cls, path: Path, *, passphrase: bytes | None = None) -> DeskBundle:
+        path = Path(path)
+        manifest = check_bundle(path, ROLE_DESK)
+        if not (path / "station.key").is_file() or not (path / "station.crt").is_file():
+            raise KeystoreCorruptError(f"desk bundle {path} lacks its station key or certificate")
+        return cls(path, manifest, passphrase)
+
+    def ca_certificate(self) -> x509.Certificate:
+        return _cert(self.path / "ca.crt")
+
+    def crl(self) -> x509.CertificateRevocationList:
+        return _crl(self.path / "crl.pem")
+
+    def station_credentials(self, name: str) -> StationCredentials:
+        if name != self.station:
+            raise UnknownStationError(f"this desk bundle is for station {self.station!r}, not {name!r}")
+        if self._signer is None:
+            self._passphrase = _passphrase(self._passphrase)
+            self._signer = load_key_file(self.path / "station.key", self._passphrase)
+        certificate = _cert(self.path / "station.crt")
+        if certificate.public_key() != self._signer.public_key():
+            raise KeystoreCorruptError(f"desk bundle {self.path}: station key and certificate do not match")
+        return StationCredentials(certificate=certificate, signer=self._signer)
+
+    def sites(self) -> list[str]:
+        return [str(r["site"]) for r in self._manifest.get("recipients") or []]
+
+    def seal_recipients(self, sites: list[str] | None = None) -> list[ec.EllipticCurvePublicKey]:
+        wanted = self.sites() if sites is None else sites
+        unknown = sorted(set(wanted) - set(self.sites()))
+        if unknown:
+            raise KeystoreError(f"this desk enrols for {', '.join(self.sites())}, not for {', '.join(unknown)}")
+        keys = []
+        for entry in self._manifest.get("recipients") or []:
+            if entry["site"] not in wanted:
+                continue
+            path = self.path / f"recipient-{entry['site']}.pem"
+            try:
+                key = serialization.load_pem_public_key(path.read_bytes())
+            except (OSError, ValueError) as exc:
+                raise KeystoreCorruptError(f"unreadable recipient key {path}") from exc
+            if not isinstance(key, ec.EllipticCurvePublicKey) or pki.verifier_kid(key).hex() != entry.get("kid"):
+                raise KeystoreCorruptError(f"{path} is not the verifier key the manifest names")
+            keys.append(key)
+        if not keys:
+            raise KeystoreCorruptError(f"desk bundle {self.path} names no verifier recipient")
+        return keys
+
+    def management_key_for(self, guid: bytes) -> bytes:
+        try:
+            master = (self.path / "management.secret").read_bytes()
+        except FileNotFoundError as exc:
+            raise KeystoreCorruptError(f"desk bundle {self.path} lacks management.secret") from exc
+        if len(master) != pki.MASTER_SECRET_LENGTH:
+            raise KeystoreCorruptError("management.secret has the wrong length")
+        return pki.derive_management_key(master, guid)
+
+    @property
+    def can_issue_cards(self) -> bool:
+        return False
+
+    def issue_card_auth_certificate(
+        self, guid: bytes, public_key: ec.EllipticCurvePublicKey, *, now: datetime | None = None
+    ) -> x509.Certificate:
+        raise BlankCardError(
+            "blank card: it must be personalised at the key officer's station first "
+            "(`cardbound keys personalise-card`); a desk holds no CA key"
+        )
