@@ -14,6 +14,7 @@ Desk bundle (directory 0700)::
     ca.crt, crl.pem        the issuing CA certificate and the current CRL
     recipient-SITE.pem     the current verifier PUBLIC key of each site this desk enrols for
     management.secret 0600 master for per-card PIV management keys (needed to write a card; see docs/keys.md)
+    holder-ref.key  0600   the holder-reference (HMAC) key, when the keystore has one (the desk pseudonymises)
 
 Gate bundle (directory 0700)::
 
@@ -154,6 +155,7 @@ def write_gate_bundle(
 def write_desk_bundle(
     dest: Path, *, station: str, key_pem: bytes, certificate: bytes, ca: bytes, crl: bytes,
     recipients: list[tuple[str, ec.EllipticCurvePublicKey]], management_secret: bytes, now: datetime,
+    holder_ref_key: bytes | None = None,
 ) -> Path:
     _prepare(dest)
     write_file(dest / "station.key", key_pem, _SECRET)
@@ -161,6 +163,8 @@ def write_desk_bundle(
     write_file(dest / "ca.crt", ca, _PUBLIC)
     write_file(dest / "crl.pem", crl, _PUBLIC)
     write_file(dest / "management.secret", management_secret, _SECRET)
+    if holder_ref_key is not None:
+        write_file(dest / HOLDER_REF_KEY, holder_ref_key, _SECRET)
     listed = []
     for site, key in recipients:
         pem = key.public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
@@ -175,12 +179,13 @@ def write_desk_bundle(
 
 # ------------------------------------------------------------------------------------------------ checking
 
-_ALLOWED_NAMES = {MANIFEST, "ca.crt", "crl.pem", "station.key", "station.crt", "management.secret"}
+HOLDER_REF_KEY = "holder-ref.key"
+_ALLOWED_NAMES = {MANIFEST, "ca.crt", "crl.pem", "station.key", "station.crt", "management.secret", HOLDER_REF_KEY}
 _ROLE_FILES = {
-    ROLE_DESK: {MANIFEST, "ca.crt", "crl.pem", "station.key", "station.crt", "management.secret"},
+    ROLE_DESK: {MANIFEST, "ca.crt", "crl.pem", "station.key", "station.crt", "management.secret", HOLDER_REF_KEY},
     ROLE_GATE: {MANIFEST, "ca.crt", "crl.pem"},
 }
-_ROLE_SECRETS = {ROLE_DESK: {"station.key", "management.secret"}, ROLE_GATE: set()}
+_ROLE_SECRETS = {ROLE_DESK: {"station.key", "management.secret", HOLDER_REF_KEY}, ROLE_GATE: set()}
 _WHAT = {
     "ca.key": "the CA private key (only the key officer's keystore holds it)",
     "station.key": "an enrolment station's signing key",
@@ -330,6 +335,11 @@ class DeskBundle:
 
     def crl(self) -> x509.CertificateRevocationList:
         return _crl(self.path / "crl.pem")
+
+    @property
+    def holder_ref_key_path(self) -> Path:
+        """The holder-reference key file (checked 0600 by `open`); the desk pseudonymises national numbers."""
+        return self.path / HOLDER_REF_KEY
 
     def station_credentials(self, name: str) -> StationCredentials:
         if name != self.station:

@@ -61,6 +61,7 @@ from card.sealed import GateTrust, StationCredentials
 _STATION_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 _KID_HEX = re.compile(r"^[0-9a-f]{16}$")
 DEFAULT_SITE = "default"
+HOLDER_REF_KEY = "holder-ref.key"  # HMAC key of pseudonymous holder references (verify.banlist format)
 DEFAULT_OVERLAP = timedelta(days=90)
 
 
@@ -495,8 +496,10 @@ class KeyStore:
             master = (self.path / "management.secret").read_bytes()
         except FileNotFoundError as exc:
             raise KeystoreCorruptError("missing management.secret") from exc
+        holder = self.path / HOLDER_REF_KEY
         return bundles.write_desk_bundle(
-            Path(dest), station=station, key_pem=self._key_pem(self._load_key(key_path)),
+            Path(dest), station=station, holder_ref_key=holder.read_bytes() if holder.is_file() else None,
+            key_pem=self._key_pem(self._load_key(key_path)),
             certificate=cert_path.read_bytes(), ca=_cert_pem(self.ca_certificate()),
             crl=self.crl().public_bytes(serialization.Encoding.PEM), recipients=recipients,
             management_secret=master, now=_now(now),

@@ -26,6 +26,7 @@ import hashlib
 import uuid
 from collections.abc import Mapping
 from datetime import datetime, timedelta
+from typing import Any, Protocol
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
@@ -84,6 +85,71 @@ class CrlInvalidError(PkiError):
 
 class CrlStaleError(PkiError):
     code = "crl_stale"
+
+
+class CaSigner(Protocol):
+    """The CA's private key: a `cryptography` EC key, or a PKCS#11 token key (`card.pkcs11.TokenEcKey`)."""
+
+    def public_key(self) -> ec.EllipticCurvePublicKey: ...
+
+    def sign(self, data: bytes, signature_algorithm: ec.EllipticCurveSignatureAlgorithm) -> bytes: ...
+
+
+# AlgorithmIdentifier ecdsa-with-SHA256 (RFC 5758 §3.2: parameters absent), DER.
+_ECDSA_SHA256_ALGID = bytes.fromhex("300a06082a8648ce3d040302")
+
+
+def _der(tag: int, body: bytes) -> bytes:
+    n = len(body)
+    if n < 0x80:
+        return bytes([tag, n]) + body
+    size = n.to_bytes((n.bit_length() + 7) // 8, "big")
+    return bytes([tag, 0x80 | len(size)]) + size + body
+
+
+def _sign(builder: Any, key: CaSigner) -> Any:
+    """Sign a certificate or CRL builder with `key`. A `cryptography` key signs directly. Any other signer (an
+    HSM key) signs the TBS bytes, and the standard outer structure (RFC 5280 §4.1 / §5.1: SEQUENCE { tbs,
+    signatureAlgorithm, BIT STRING signature }) is assembled around them; the TBS comes from the same builder
+    signed once with a throw-away P-256 key, so it already names ecdsa-with-SHA256 as its signature algorithm."""
+    if isinstance(key, ec.EllipticCurvePrivateKey):
+        return builder.sign(key, hashes.SHA256())
+    draft = builder.sign(ec.generate_private_key(ec.SECP256R1()), hashes.SHA256())
+    is_crl = isinstance(draft, x509.CertificateRevocationList)
+    tbs = draft.tbs_certlist_bytes if is_crl else draft.tbs_certificate_bytes
+    signature = key.sign(tbs, ec.ECDSA(hashes.SHA256()))
+    der = _der(0x30, tbs + _ECDSA_SHA256_ALGID + _der(0x03, b"\x00" + signature))
+    public = key.public_key()
+    signed: x509.Certificate | x509.CertificateRevocationList
+    if is_crl:
+        signed = x509.load_der_x509_crl(der)
+        ok = signed.is_signature_valid(public)
+    else:
+        signed = x509.load_der_x509_certificate(der)
+        ok = _self_check(signed, public)
+    if not ok:
+        raise PkiError("the CA signer produced a signature that does not verify")
+    return signed
+
+
+def _sign_cert(builder: x509.CertificateBuilder, key: CaSigner) -> x509.Certificate:
+    cert = _sign(builder, key)
+    assert isinstance(cert, x509.Certificate)
+    return cert
+
+
+def _sign_crl(builder: x509.CertificateRevocationListBuilder, key: CaSigner) -> x509.CertificateRevocationList:
+    crl = _sign(builder, key)
+    assert isinstance(crl, x509.CertificateRevocationList)
+    return crl
+
+
+def _self_check(cert: x509.Certificate, public: ec.EllipticCurvePublicKey) -> bool:
+    try:
+        public.verify(cert.signature, cert.tbs_certificate_bytes, ec.ECDSA(hashes.SHA256()))
+    except InvalidSignature:
+        return False
+    return True
 
 
 def new_ec_key() -> ec.EllipticCurvePrivateKey:
@@ -153,15 +219,15 @@ def _key_usage(*, sign: bool, ca: bool) -> x509.KeyUsage:
 
 
 def make_ca_certificate(
-    key: ec.EllipticCurvePrivateKey,
+    key: CaSigner,
     name: str = "cardbound issuing CA",
     *,
     now: datetime,
     lifetime: timedelta = DEFAULT_CA_LIFETIME,
 ) -> x509.Certificate:
     subject = _name(name)
-    public_key = key.public_key()
-    return (
+    public_key = _require_p256(key.public_key())
+    builder = (
         x509.CertificateBuilder()
         .subject_name(subject)
         .issuer_name(subject)
@@ -172,12 +238,12 @@ def make_ca_certificate(
         .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
         .add_extension(_key_usage(sign=False, ca=True), critical=True)
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(public_key), critical=False)
-        .sign(key, hashes.SHA256())
     )
+    return _sign_cert(builder, key)
 
 
 def _leaf_builder(
-    ca_key: ec.EllipticCurvePrivateKey,
+    ca_key: CaSigner,
     ca_cert: x509.Certificate,
     subject: x509.Name,
     public_key: ec.EllipticCurvePublicKey,
@@ -205,7 +271,7 @@ def _leaf_builder(
 
 
 def issue_station_certificate(
-    ca_key: ec.EllipticCurvePrivateKey,
+    ca_key: CaSigner,
     ca_cert: x509.Certificate,
     name: str,
     public_key: ec.EllipticCurvePublicKey,
@@ -217,11 +283,11 @@ def issue_station_certificate(
     builder = _leaf_builder(
         ca_key, ca_cert, _name(f"station:{name}"), public_key, OID_EKU_TEMPLATE_SIGNING, now, lifetime
     )
-    return builder.sign(ca_key, hashes.SHA256())
+    return _sign_cert(builder, ca_key)
 
 
 def issue_card_auth_certificate(
-    ca_key: ec.EllipticCurvePrivateKey,
+    ca_key: CaSigner,
     ca_cert: x509.Certificate,
     guid: bytes,
     public_key: ec.EllipticCurvePublicKey,
@@ -237,11 +303,11 @@ def issue_card_auth_certificate(
     builder = _leaf_builder(
         ca_key, ca_cert, _name(f"card:{guid.hex()}"), public_key, OID_EKU_PIV_CARD_AUTH, now, lifetime
     ).add_extension(x509.SubjectAlternativeName([x509.UniformResourceIdentifier(urn)]), critical=False)
-    return builder.sign(ca_key, hashes.SHA256())
+    return _sign_cert(builder, ca_key)
 
 
 def build_crl(
-    ca_key: ec.EllipticCurvePrivateKey,
+    ca_key: CaSigner,
     ca_cert: x509.Certificate,
     revoked: Mapping[int, datetime],
     *,
@@ -261,7 +327,7 @@ def build_crl(
         builder = builder.add_revoked_certificate(
             x509.RevokedCertificateBuilder().serial_number(serial).revocation_date(when).build()
         )
-    return builder.sign(ca_key, hashes.SHA256())
+    return _sign_crl(builder, ca_key)
 
 
 def crl_number(crl: x509.CertificateRevocationList) -> int:

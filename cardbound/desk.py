@@ -28,6 +28,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     p.add_argument("--tls-cert", type=Path, help="TLS certificate chain (PEM), required off loopback")
     p.add_argument("--tls-key", type=Path, help="TLS private key (PEM)")
     p.add_argument("--station", default="desk-1", help="enrolment station name (its certificate signs templates)")
+    p.add_argument("--bundle", type=Path, metavar="DIR",
+                   help="desk bundle from `cardbound keys export-desk STATION DIR` (default: HOME/desk)")
     p.add_argument("--gate-config", type=Path,
                    help="gate configuration (TOML) whose policy the desk applies: categories, longest validity, "
                         "revoked cards (default: HOME/config/gate.toml if present, else the built-in rules)")
@@ -101,7 +103,8 @@ def build_services(args: argparse.Namespace, worker: Any, log: Any) -> Any:
     from audit.log import AuditLogError
     from audit.verify import verify_database
     from card import transport
-    from card.keystore import KeyStore, KeystoreError
+    from card.bundles import DeskBundle
+    from card.keystore import KeystoreError
     from card.register import CardRegister
     from cardbound.enrolment import load_rules
     from enrol.desk import DeskServices
@@ -111,12 +114,13 @@ def build_services(args: argparse.Namespace, worker: Any, log: Any) -> Any:
 
     home = args.home_dir
     try:
-        keys = KeyStore.open(home.keystore)
+        # The desk opens its own bundle only, never the processor keystore (that holds the CA key).
+        keys = DeskBundle.open(args.bundle or home.desk_bundle)
         station = keys.station_credentials(args.station)
     except KeystoreError as exc:
-        raise CliError(f"keystore: {exc} (run `cardbound keys init` and `issue-station`)", ExitCode.KEYS) from None
+        raise CliError(f"desk keys: {exc}", ExitCode.KEYS) from None
     try:
-        ref_key = load_key(home.keystore / "holder-ref.key")
+        ref_key = load_key(keys.holder_ref_key_path)
     except BanListError as exc:
         raise CliError(f"{exc} (create it with `cardbound gate pseudonymise --new-key`)", ExitCode.KEYS) from None
     # the same gate rules `cardbound enrol` uses (categories the policy admits, its longest validity, revoked cards)
@@ -145,7 +149,7 @@ def build_services(args: argparse.Namespace, worker: Any, log: Any) -> Any:
         store=_store(home), audit=log, worker=worker, keys=keys, categories=tuple(sorted(rules.categories)),
         pseudonymise=lambda nrn: pseudonymise(nrn, ref_key), readers=reader_states,
         connect=lambda name: transport.connect(name or None, timeout=3.0), verify_audit=verify_audit,
-        max_valid_until=max_valid_until, rules=rules, register=CardRegister.beside(keys.path),
+        max_valid_until=max_valid_until, rules=rules, register=CardRegister.beside(home.keystore),
     )
 
 

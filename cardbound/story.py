@@ -99,11 +99,14 @@ def _keys(home: Home, say: Say) -> KeyStore:
     if STATION not in {s.name for s in keys.stations()}:
         keys.issue_station(STATION)
         say(f"key officer: station certificate issued for {STATION}")
+    return keys
+
+
+def _export_bundles(keys: KeyStore, home: Home, say: Say) -> None:
     keys.export_desk(STATION, home.desk_bundle)
     keys.export_gate(GATE_ID, home.gate_bundle, site=SITE)
-    say(f"key officer: desk bundle -> {home.desk_bundle} (no CA key, no verifier private key); "
-        f"gate bundle -> {home.gate_bundle} (site {SITE}'s verifier key only)")
-    return keys
+    say(f"key officer: desk bundle -> {home.desk_bundle} (no CA key, no verifier private key; seals to "
+        f"{SITE} and {OTHER_SITE}); gate bundle -> {home.gate_bundle} (site {SITE}'s verifier key only)")
 
 
 def _holder_key(home: Home, say: Say) -> bytes:
@@ -143,6 +146,7 @@ def tell(home: Home, faces: Path, workdir: Path, *, say: Say, lang: str = "en") 
     photos = faces / PORTRAITS
     keys = _keys(home, say)
     holder_key = _holder_key(home, say)
+    _export_bundles(keys, home, say)
     ban_file = workdir / "banlist.txt"
     ban_file.write_text(format_banlist([], holder_key))
     gate_config = _gate_config(workdir, ban_file, home.keystore / HOLDER_KEY_FILE)

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs everything cardbound needs on a fresh Debian 12 machine; safe to run again (does nothing when done).
-#   - Debian packages: pcscd + vsmartcard-vpcd (virtual reader), pyscard build deps, PostgreSQL, strace.
+#   - Debian packages: pcscd + vsmartcard-vpcd (virtual reader), pyscard build deps, PostgreSQL, strace, SoftHSM2
+#     (the PKCS#11 token of tests and the demo), openssl (tests read the encrypted key files with it).
 #   - a virtualenv in .venv with the pinned dependencies of requirements.lock, and cardbound itself (editable).
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -8,7 +9,7 @@ cd "$root"
 
 APT_PACKAGES=(pcscd libpcsclite-dev vsmartcard-vpcd swig gcc python3 python3-dev python3-venv
               postgresql strace procps chromium chromium-driver
-              libpango-1.0-0 libpangoft2-1.0-0 fonts-dejavu-core poppler-utils openssl)
+              libpango-1.0-0 libpangoft2-1.0-0 fonts-dejavu-core poppler-utils openssl softhsm2)
 
 sudo_() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
 

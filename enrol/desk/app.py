@@ -34,7 +34,7 @@ from audit import (
 )
 from biometric.isolation import EnrolmentReply, FrameQuality, SampleUnusable
 from card import transport
-from card.keystore import KeyStore
+from card.bundles import DeskKeys
 from card.piv import PivSession
 from card.register import CardRegister
 from card.transport import PcscConnection
@@ -76,7 +76,7 @@ class DeskServices:
     store: OperatorStore
     audit: AuditLog
     worker: Worker
-    keys: KeyStore
+    keys: DeskKeys
     categories: tuple[str, ...]
     pseudonymise: Callable[[str], bytes]  # national register number -> 32-byte holder reference (ValueError)
     readers: Callable[[], list[ReaderState]]
