@@ -22,6 +22,7 @@ import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
@@ -91,10 +92,19 @@ class VerifierKey:
         return True
 
 
+class NoteSigningKey(Protocol):
+    """What signs checkpoints: an `Ed25519PrivateKey`, or an Ed25519 key in a PKCS#11 token
+    (`card.pkcs11.TokenEd25519Key`, non-extractable) plugged in by the station through `AuditLog.open(signer=...)`."""
+
+    def sign(self, data: bytes) -> bytes: ...
+
+    def public_key(self) -> Ed25519PublicKey: ...
+
+
 @dataclass(frozen=True)
 class Signer:
     name: str
-    private: Ed25519PrivateKey
+    private: NoteSigningKey
 
     @property
     def verifier(self) -> VerifierKey:

@@ -40,6 +40,8 @@ __all__ = [
     "EventValidationError",
     "EvidenceExported",
     "EvidenceProbe",
+    "KeyExported",
+    "KeyRotated",
     "GateDecision",
     "KeyIssued",
     "KeyRevoked",
@@ -490,6 +492,32 @@ class KeyRevoked(AuditEvent):
     key_id: Id
     key_kind: Code
     reason_code: Code
+    operator_id: Id | None = None
+
+
+@_register
+@dataclass(frozen=True)
+class KeyRotated(AuditEvent):
+    """A site's verifier key replaced; the old one keeps unsealing until `overlap_ends`."""
+
+    TYPE: ClassVar[str] = "key.rotated"
+    key_id: Id
+    new_key_id: Id
+    key_kind: Code
+    overlap_ends: Time
+    operator_id: Id | None = None
+
+
+@_register
+@dataclass(frozen=True)
+class KeyExported(AuditEvent):
+    """A role bundle written for one station (`keys export-desk` / `export-gate`)."""
+
+    TYPE: ClassVar[str] = "key.exported"
+    bundle: Code  # desk_bundle | gate_bundle
+    station_id: Id
+    key_ids: Text  # the key ids the bundle carries or names, space-separated
+    backend: Code
     operator_id: Id | None = None
 
 

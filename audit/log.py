@@ -193,8 +193,11 @@ class AuditLog:
         clock: Clock = now_ms,
         monotonic: Clock | None = None,
         clock_tolerance_ms: int = CLOCK_TOLERANCE_MS,
+        signer: Signer | None = None,
     ) -> AuditLog:
         """Open (or create) the log of `node_id` at `path`.
+
+        `signer` replaces the key file: a checkpoint signer whose key lives elsewhere (a PKCS#11 token).
 
         `key_file` is the node's Ed25519 checkpoint key (created 0600 on first use); by default
         `<path>/../../keys/audit-<node>.ed25519`, which is `home/keys/...` for `home/audit/audit.sqlite3`.
@@ -212,7 +215,8 @@ class AuditLog:
         path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         if not path.exists():  # owner-only from the start (SQLite gives -wal/-shm the same mode)
             os.close(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600))
-        signer = load_or_create_signer(key_file or key_path(path.parent.parent / "keys", node_id), node_id)
+        if signer is None:
+            signer = load_or_create_signer(key_file or key_path(path.parent.parent / "keys", node_id), node_id)
         conn = connect(path)
         try:
             conn.execute("BEGIN IMMEDIATE")

@@ -23,6 +23,11 @@ Gate bundle (directory 0700)::
     verifier-KID.key 0600  this site's verifier private key(s): the current one, and rotated ones in overlap
     ca.crt, crl.pem
 
+With the PKCS#11 backend no key file is written: the manifest says `"backend": "pkcs11"` and names the token
+(`"pkcs11": {"token": LABEL, "softhsm_conf": PATH}`, plus `"key"` for the desk's station key and `"label"` per
+verifier); the station opens that token with its PIN, and refuses a token that holds a private or secret key of
+another role (a desk's token may hold `station:*` keys only, a gate's `verifier:*` keys only).
+
 Nothing else may be in a bundle: a CA key, a station key in a gate bundle, a verifier private key in a desk bundle,
 any other private key (checked by content, not only by name), unknown files or sub-directories are refused.
 
@@ -30,7 +35,8 @@ Public API::
 
     write_desk_bundle(...), write_gate_bundle(...)     # used by card.keystore.KeyStore.export_desk / export_gate
     check_bundle(dir, role) -> dict                    # the manifest, after every check; BundleError subclasses
-    load_gate_bundle(dir, *, passphrase=None) -> GateTrust
+    load_gate_bundle(dir, *, passphrase=None, previous_crl_number=None) -> GateTrust
+        # refuses an expired/wrong CA and a forged, future-dated or rolled-back CRL (card.pki.check_trust)
     DeskBundle.open(dir, *, passphrase=None) -> DeskBundle   # what `cardbound enrol` and the desk use
     DeskKeys                                           # protocol enrolment needs (KeyStore and DeskBundle have it)
 """
@@ -41,7 +47,7 @@ import json
 import os
 import stat
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -98,7 +104,8 @@ class BlankCardError(KeystoreError):
 class VerifierEntry:
     kid: bytes
     not_after: datetime | None
-    key_pem: bytes  # encrypted PKCS#8
+    key_pem: bytes | None  # encrypted PKCS#8; None with the pkcs11 backend
+    label: str | None = None  # the key's label in the site's token (pkcs11 backend)
 
 
 class DeskKeys(Protocol):
@@ -136,29 +143,35 @@ def _manifest(dest: Path, manifest: dict[str, Any]) -> None:
 
 
 def write_gate_bundle(
-    dest: Path, *, gate: str, site: str, ca: bytes, crl: bytes, verifiers: list[VerifierEntry], now: datetime
+    dest: Path, *, gate: str, site: str, ca: bytes, crl: bytes, verifiers: list[VerifierEntry], now: datetime,
+    token: dict[str, str] | None = None,
 ) -> Path:
     _prepare(dest)
     write_file(dest / "ca.crt", ca, _PUBLIC)
     write_file(dest / "crl.pem", crl, _PUBLIC)
     for entry in verifiers:
-        write_file(dest / f"verifier-{entry.kid.hex()}.key", entry.key_pem, _SECRET)
-    _manifest(dest, {
-        "format": FORMAT, "role": ROLE_GATE, "gate": gate, "site": site, "backend": "file",
+        if entry.key_pem is not None:
+            write_file(dest / f"verifier-{entry.kid.hex()}.key", entry.key_pem, _SECRET)
+    manifest: dict[str, Any] = {
+        "format": FORMAT, "role": ROLE_GATE, "gate": gate, "site": site, "backend": "pkcs11" if token else "file",
         "exported": now.isoformat(),
-        "verifiers": [{"kid": e.kid.hex(), "not_after": e.not_after.isoformat() if e.not_after else None}
-                      for e in verifiers],
-    })
+        "verifiers": [{"kid": e.kid.hex(), "not_after": e.not_after.isoformat() if e.not_after else None,
+                       **({"label": e.label} if e.label else {})} for e in verifiers],
+    }
+    if token:
+        manifest["pkcs11"] = token
+    _manifest(dest, manifest)
     return dest
 
 
 def write_desk_bundle(
-    dest: Path, *, station: str, key_pem: bytes, certificate: bytes, ca: bytes, crl: bytes,
+    dest: Path, *, station: str, key_pem: bytes | None, certificate: bytes, ca: bytes, crl: bytes,
     recipients: list[tuple[str, ec.EllipticCurvePublicKey]], management_secret: bytes, now: datetime,
-    holder_ref_key: bytes | None = None,
+    holder_ref_key: bytes | None = None, token: dict[str, str] | None = None,
 ) -> Path:
     _prepare(dest)
-    write_file(dest / "station.key", key_pem, _SECRET)
+    if key_pem is not None:
+        write_file(dest / "station.key", key_pem, _SECRET)
     write_file(dest / "station.crt", certificate, _PUBLIC)
     write_file(dest / "ca.crt", ca, _PUBLIC)
     write_file(dest / "crl.pem", crl, _PUBLIC)
@@ -170,10 +183,13 @@ def write_desk_bundle(
         pem = key.public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
         write_file(dest / f"recipient-{site}.pem", pem, _PUBLIC)
         listed.append({"site": site, "kid": pki.verifier_kid(key).hex(), "file": f"recipient-{site}.pem"})
-    _manifest(dest, {
-        "format": FORMAT, "role": ROLE_DESK, "station": station, "backend": "file", "exported": now.isoformat(),
-        "recipients": listed,
-    })
+    manifest: dict[str, Any] = {
+        "format": FORMAT, "role": ROLE_DESK, "station": station, "backend": "pkcs11" if token else "file",
+        "exported": now.isoformat(), "recipients": listed,
+    }
+    if token:
+        manifest["pkcs11"] = token
+    _manifest(dest, manifest)
     return dest
 
 
@@ -255,6 +271,28 @@ def check_bundle(bundle: Path, role: str) -> dict[str, Any]:
     return manifest
 
 
+def _open_token(bundle: Path, manifest: dict[str, Any], role: str, allowed_prefix: str) -> Any:
+    """Open the token a pkcs11 bundle names, after checking it holds no key of another role."""
+    from card import pkcs11
+
+    ref = manifest.get("pkcs11")
+    if not isinstance(ref, dict) or not isinstance(ref.get("token"), str):
+        raise KeystoreCorruptError(f"{bundle / MANIFEST}: pkcs11 backend without a token")
+    try:
+        if ref.get("softhsm_conf"):
+            pkcs11.use_softhsm(Path(ref["softhsm_conf"]).parent)
+        session = pkcs11.TokenSession.open(ref["token"])
+        for obj in session.objects():
+            if obj.object_class in ("private_key", "secret_key") and not obj.label.startswith(allowed_prefix):
+                raise BundleOverreachError(f"the {role}'s token {ref['token']!r} holds {obj.label!r}: a {role} must "
+                                           f"not have it (only {allowed_prefix}* keys)")
+            if obj.extractable:
+                raise BundleOverreachError(f"token key {obj.label!r} is extractable; refused")
+    except pkcs11.TokenError as exc:
+        raise KeystoreError(f"token: {exc}") from None
+    return session
+
+
 def _passphrase(given: bytes | None) -> bytes:
     if given is not None:
         return given
@@ -278,7 +316,9 @@ def _crl(path: Path) -> x509.CertificateRevocationList:
         raise KeystoreCorruptError(f"unreadable CRL {path}") from exc
 
 
-def load_gate_bundle(bundle: Path, *, passphrase: bytes | None = None) -> GateTrust:
+def load_gate_bundle(
+    bundle: Path, *, passphrase: bytes | None = None, previous_crl_number: int | None = None
+) -> GateTrust:
     """What a gate does at start: check the bundle, then load its site's verifier keys, the CA and the CRL."""
     bundle = Path(bundle)
     manifest = check_bundle(bundle, ROLE_GATE)
@@ -296,8 +336,22 @@ def load_gate_bundle(bundle: Path, *, passphrase: bytes | None = None) -> GateTr
                 not_after[kid] = datetime.fromisoformat(entry["not_after"])
         except (KeyError, TypeError, ValueError) as exc:
             raise KeystoreCorruptError(f"{bundle / MANIFEST}: bad verifier entry") from exc
+    keys: list[Any] = []
+    if manifest.get("backend") == "pkcs11":
+        from card import pkcs11
+
+        if any(bundle.glob("verifier-*.key")):
+            raise BundleOverreachError(f"gate bundle {bundle} uses a token but also holds key files; refused")
+        session = _open_token(bundle, manifest, ROLE_GATE, "verifier:")
+        for kid, entry in listed.items():
+            try:
+                key = session.ec_key(str(entry.get("label")))
+            except pkcs11.TokenError as exc:
+                raise KeystoreError(f"token: {exc}") from None
+            if pki.verifier_kid(key.public_key()) != kid:
+                raise KeystoreCorruptError(f"token key {entry.get('label')!r} is not verifier key {kid.hex()}")
+            keys.append(key)
     secret = None
-    keys = []
     for path in sorted(bundle.glob("verifier-*.key")):
         secret = _passphrase(passphrase) if secret is None else secret
         key = load_key_file(path, secret)
@@ -305,9 +359,15 @@ def load_gate_bundle(bundle: Path, *, passphrase: bytes | None = None) -> GateTr
         if path.name != f"verifier-{kid.hex()}.key" or kid not in listed:
             raise KeystoreCorruptError(f"{path} does not hold the key its name and the manifest say")
         keys.append(key)
+    ca, crl = _cert(bundle / "ca.crt"), _crl(bundle / "crl.pem")
+    health = pki.check_trust(ca, crl, now=datetime.now(UTC), previous_crl_number=previous_crl_number)
+    # Refused at start: an expired or wrong CA, a forged, future-dated or rolled-back CRL. A stale CRL is not
+    # refused here: every card is then refused with its own reason (crl_stale), so the gate reports and logs it.
+    fatal = [p for p in health.problems if not p.startswith("crl_stale")]
+    if fatal:
+        raise KeystoreCorruptError(f"gate bundle at {bundle}: {'; '.join(fatal)}")
     try:
-        return GateTrust.create(_cert(bundle / "ca.crt"), _crl(bundle / "crl.pem"), keys, not_after=not_after,
-                                site=site)
+        return GateTrust.create(ca, crl, keys, not_after=not_after, site=site)
     except (pki.PkiError, ValueError) as exc:
         raise KeystoreCorruptError(f"gate bundle at {bundle} is invalid: {exc}") from exc
 
@@ -320,13 +380,16 @@ class DeskBundle:
         self.station = str(manifest.get("station"))
         self._manifest = manifest
         self._passphrase = passphrase
-        self._signer: ec.EllipticCurvePrivateKey | None = None
+        self._signer: Any = None
 
     @classmethod
     def open(cls, path: Path, *, passphrase: bytes | None = None) -> DeskBundle:
         path = Path(path)
         manifest = check_bundle(path, ROLE_DESK)
-        if not (path / "station.key").is_file() or not (path / "station.crt").is_file():
+        token = manifest.get("backend") == "pkcs11"
+        if token and (path / "station.key").exists():
+            raise BundleOverreachError(f"desk bundle {path} uses a token but also holds a key file; refused")
+        if not ((path / "station.key").is_file() or token) or not (path / "station.crt").is_file():
             raise KeystoreCorruptError(f"desk bundle {path} lacks its station key or certificate")
         return cls(path, manifest, passphrase)
 
@@ -344,6 +407,14 @@ class DeskBundle:
     def station_credentials(self, name: str) -> StationCredentials:
         if name != self.station:
             raise UnknownStationError(f"this desk bundle is for station {self.station!r}, not {name!r}")
+        if self._signer is None and self._manifest.get("backend") == "pkcs11":
+            from card import pkcs11
+
+            session = _open_token(self.path, self._manifest, ROLE_DESK, "station:")
+            try:
+                self._signer = session.ec_key(str(self._manifest["pkcs11"].get("key")))
+            except pkcs11.TokenError as exc:
+                raise KeystoreError(f"token: {exc}") from None
         if self._signer is None:
             self._passphrase = _passphrase(self._passphrase)
             self._signer = load_key_file(self.path / "station.key", self._passphrase)

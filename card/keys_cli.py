@@ -19,39 +19,78 @@ def _open(args: argparse.Namespace) -> KeyStore:
     return KeyStore.open(args.home_dir.keystore)
 
 
+def _audit(args: argparse.Namespace, event: Any) -> None:
+    """Every key operation is an audit event in the key officer's own log (home/audit)."""
+    from audit import AuditLog
+
+    home = args.home_dir
+    with AuditLog.open_station(home.ensure().root, node_id=home.node_id) as log:
+        log.append(event)
+
+
+def _operator(args: argparse.Namespace) -> str:
+    return str(getattr(args, "operator", None) or "key-officer")
+
+
 def _init(args: argparse.Namespace) -> int:
-    store = KeyStore.init(args.home_dir.ensure().keystore, site=args.site)
-    print(f"keystore initialised at {store.path}")
-    print(f"site {args.site}: verifier key {store.current_verifier_kid(args.site).hex()}")
+    from audit import KeyIssued
+
+    store = KeyStore.init(args.home_dir.ensure().keystore, site=args.site, backend=args.backend)
+    ca = store.ca_certificate()
+    kid = store.current_verifier_kid(args.site)
+    print(f"keystore initialised at {store.path} ({store.backend} backend)")
+    print(f"site {args.site}: verifier key {kid.hex()}")
+    _audit(args, KeyIssued(key_id=f"ca:{ca.serial_number:x}"[:64], key_kind="ca", subject=ca.subject.rfc4514_string(),
+                           operator_id=_operator(args), expires=ca.not_valid_after_utc.isoformat()))
+    _audit(args, KeyIssued(key_id=f"verifier:{kid.hex()}", key_kind="verifier", subject=f"site {args.site}",
+                           operator_id=_operator(args)))
     return 0
 
 
 def _add_site(args: argparse.Namespace) -> int:
+    from audit import KeyIssued
+
     kid = _open(args).add_site(args.site)
+    _audit(args, KeyIssued(key_id=f"verifier:{kid.hex()}", key_kind="verifier", subject=f"site {args.site}",
+                           operator_id=_operator(args)))
     print(f"site {args.site}: verifier key {kid.hex()} (re-export the desk bundles that enrol for it)")
     return 0
 
 
 def _issue_station(args: argparse.Namespace) -> int:
+    from audit import KeyIssued
+
     cert = _open(args).issue_station(args.name)
+    _audit(args, KeyIssued(key_id=f"station:{args.name}:{cert.serial_number:x}"[:64], key_kind="station",
+                           subject=f"station {args.name}", operator_id=_operator(args),
+                           expires=cert.not_valid_after_utc.isoformat()))
     until = cert.not_valid_after_utc
     print(f"station {args.name}: certificate {cert.serial_number:x}, valid until {until:%Y-%m-%d}")
     return 0
 
 
 def _revoke_station(args: argparse.Namespace) -> int:
+    from audit import KeyRevoked
+
     crl = _open(args).revoke_station(args.name)
+    _audit(args, KeyRevoked(key_id=f"station:{args.name}"[:64], key_kind="station", reason_code="revoked",
+                            operator_id=_operator(args)))
     print(f"station {args.name} revoked; CRL number {pki.crl_number(crl)}: export it to every gate")
     return 0
 
 
 def _rotate_verifier(args: argparse.Namespace) -> int:
     if args.overlap_days < 0:
-        raise CliError("--overlap-days must be 0 or more", ExitCode.USAGE)
+        raise CardCommandError("--overlap-days must be 0 or more", CardFailure.USAGE)
     store = _open(args)
     old = store.current_verifier_kid(args.site)
     kid = store.rotate_verifier(args.site, overlap=timedelta(days=args.overlap_days))
     until = store.verifier_not_after(old)
+    assert until is not None
+    from audit import KeyRotated
+
+    _audit(args, KeyRotated(key_id=f"verifier:{old.hex()}", new_key_id=f"verifier:{kid.hex()}", key_kind="verifier",
+                            overlap_ends=until.isoformat(), operator_id=_operator(args)))
     print(f"site {store.site_of(kid)}: new current verifier key {kid.hex()}; old key {old.hex()} unseals until "
           f"{until:%Y-%m-%d %H:%M} UTC. Re-export the site's gates and every desk; re-seal cards "
           "(`cardbound enrol --reseal`) before then")
@@ -64,6 +103,10 @@ def _retire_verifier(args: argparse.Namespace) -> int:
     except ValueError as exc:
         raise CardCommandError(f"not a key id: {args.kid!r}", CardFailure.USAGE) from exc
     _open(args).retire_verifier(kid)
+    from audit import KeyRevoked
+
+    _audit(args, KeyRevoked(key_id=f"verifier:{kid.hex()}", key_kind="verifier", reason_code="retired",
+                            operator_id=_operator(args)))
     print(f"verifier key {args.kid} retired")
     return 0
 
@@ -84,26 +127,46 @@ def _revoke_card(args: argparse.Namespace) -> int:
         guid = fallback
     crl = store.revoke_card(guid.value)
     register.record_revoked(guid)
+    from audit import KeyRevoked
+
+    _audit(args, KeyRevoked(key_id=f"card:{guid.card_id}", key_kind="card_auth", reason_code="revoked",
+                            operator_id=_operator(args)))
     print(f"card {guid.card_id} (GUID {guid.hex()}) revoked; CRL number {pki.crl_number(crl)}: export it to every gate")
     return 0
 
 
 def _refresh_crl(args: argparse.Namespace) -> int:
+    from audit import KeyIssued
+
     crl = _open(args).refresh_crl()
+    _audit(args, KeyIssued(key_id=f"crl:{pki.crl_number(crl)}", key_kind="crl", subject="CRL re-signed",
+                           operator_id=_operator(args),
+                           expires=None if crl.next_update_utc is None else crl.next_update_utc.isoformat()))
     print(f"CRL number {pki.crl_number(crl)}, next update {crl.next_update_utc:%Y-%m-%d %H:%M} UTC")
     return 0
 
 
 def _export_gate(args: argparse.Namespace) -> int:
+    from audit import KeyExported
+
     store = _open(args)
     dest = store.export_gate(args.gate, Path(args.dest), site=args.site)
+    kids = " ".join(f"verifier:{k.hex()}" for k in store.verifier_kids(store.site_of_gate(args.gate)))
+    _audit(args, KeyExported(bundle="gate_bundle", station_id=args.gate, key_ids=kids, backend=store.backend,
+                             operator_id=_operator(args)))
     print(f"gate bundle for {args.gate} written to {dest}: CA certificate, CRL and the verifier key(s) of one site "
           "(secret: copy it to that gate only)")
     return 0
 
 
 def _export_desk(args: argparse.Namespace) -> int:
-    dest = _open(args).export_desk(args.station, Path(args.dest), sites=args.site or None)
+    from audit import KeyExported
+
+    store = _open(args)
+    dest = store.export_desk(args.station, Path(args.dest), sites=args.site or None)
+    kids = " ".join(f"verifier:{pki.verifier_kid(k).hex()}" for k in store.seal_recipients(args.site or None))
+    _audit(args, KeyExported(bundle="desk_bundle", station_id=args.station, key_ids=f"station:{args.station} {kids}",
+                             backend=store.backend, operator_id=_operator(args)))
     print(f"desk bundle for {args.station} written to {dest}: station key and certificate, CA certificate, CRL, "
           "verifier public keys, management secret (no CA key, no verifier private key)")
     return 0
@@ -120,13 +183,24 @@ def _personalise_card(args: argparse.Namespace) -> int:
         with transport.connect(args.reader, timeout=args.timeout) as conn:
             done = personalise(PivSession(conn), store.issue_card_auth_certificate, store.management_key_for)
     except (transport.TransportError, apdu.ApduError, PivFormatError, PersonalisationError) as exc:
-        raise CliError(f"card personalisation failed: {exc}", ExitCode.CARD_ERROR) from None
+        raise CardCommandError(f"card personalisation failed: {exc}", CardFailure.CARD_ERROR) from None
+    from audit import KeyIssued
+    from card.values import CardId
+
+    _audit(args, KeyIssued(key_id=f"card:{CardId.of(done.guid)}", key_kind="card_auth",
+                           subject="card-auth certificate (key generated on the card)", operator_id=_operator(args)))
     print(f"card personalised: GUID {done.guid.hex()} (9E key generated on the card, certificate issued)")
     return 0
 
 
 def _show(args: argparse.Namespace) -> int:
     store = _open(args)
+    if args.json:
+        import json
+
+        print(json.dumps({"keystore": str(store.path), "backend": store.backend, "keys": store.inventory()},
+                         indent=1))
+        return 0
     ca = store.ca_certificate()
     fingerprint = hashlib.sha256(ca.public_bytes(serialization.Encoding.DER)).hexdigest()
     print(f"keystore   {store.path}")
@@ -150,6 +224,48 @@ def _show(args: argparse.Namespace) -> int:
     return 0
 
 
+def _reseal_card(args: argparse.Namespace) -> int:
+    """Re-wrap the card's sealed template to the sites' current verifier keys (after a rotation), without a new
+    capture: only the key officer holds verifier private keys, so this runs here, like card issuance."""
+    import hmac
+    from datetime import UTC, datetime
+
+    from audit import CardWritten
+    from card import apdu, sealed, transport
+    from card.personalise import read_guid, read_sealed_template, write_sealed_template
+    from card.piv import PivFormatError, PivSession
+    from card.values import CardId
+
+    store = _open(args)
+    try:
+        with transport.connect(args.reader, timeout=args.timeout) as conn:
+            session = PivSession(conn)
+            session.select()
+            guid = read_guid(session)
+            data = read_sealed_template(session)
+            if guid is None or data is None:
+                raise CardCommandError("the card holds no sealed template: enrol it instead", CardFailure.CARD_ERROR)
+            sites = args.site or sorted({store.site_of(kid) for kid in sealed.recipient_kids(data)})
+            try:
+                new = sealed.rewrap(data, trust=store.gate_trust(), recipients=store.seal_recipients(sites),
+                                    now=datetime.now(UTC))
+            except (sealed.SealedTemplateError, ValueError) as exc:
+                raise CardCommandError(f"cannot re-seal this card: {exc}", CardFailure.CARD_ERROR) from None
+            mgmt = store.management_key_for(guid)
+            write_sealed_template(session, mgmt, new)
+            back = read_sealed_template(session)
+            if back is None or not hmac.compare_digest(back, new):
+                write_sealed_template(session, mgmt, data)
+                raise CardCommandError("read-back differs; the previous template was written back",
+                                       CardFailure.CARD_ERROR)
+    except (transport.TransportError, apdu.ApduError, PivFormatError) as exc:
+        raise CardCommandError(f"card error: {exc}", CardFailure.CARD_ERROR) from None
+    _audit(args, CardWritten(station_id="key-officer", operator_id=_operator(args), card_id=str(CardId.of(guid)),
+                             container_version=sealed.FORMAT_VERSION, container_bytes=len(new)))
+    print(f"card {CardId.of(guid)} re-sealed for {', '.join(sites)} ({len(new)} B); no capture, same signed template")
+    return 0
+
+
 def _guard(fn: Any) -> Any:
     def run(args: argparse.Namespace) -> int:
         try:
@@ -168,6 +284,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
     p = sub.add_parser("init", help="create the CA, an empty CRL, the first site's verifier key, the management secret")
     p.add_argument("--site", default="default", help="the first port facility (site) with its own verifier key")
+    p.add_argument("--backend", choices=("file", "pkcs11"), default="file",
+                   help="private keys as encrypted files, or non-extractable in a PKCS#11 token (SoftHSM2: HOME/token)")
     p.set_defaults(handler=_guard(_init))
     p = sub.add_parser("add-site", help="a port facility (or gate group) with its own verifier key pair")
     p.add_argument("site")
@@ -205,5 +323,12 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     p.add_argument("--reader", help="reader index or name prefix (default: the first reader)")
     p.add_argument("--timeout", type=float, default=10.0, help="seconds to wait for a card")
     p.set_defaults(handler=_guard(_personalise_card))
+    p = sub.add_parser("reseal-card", help="re-wrap a card's template to the current verifier keys (no new capture)")
+    p.add_argument("--reader", help="reader index or name prefix (default: the first reader)")
+    p.add_argument("--site", action="append", help="seal for this site (repeat; default: the sites it is sealed to)")
+    p.add_argument("--timeout", type=float, default=10.0, help="seconds to wait for a card")
+    p.set_defaults(handler=_guard(_reseal_card))
     p = sub.add_parser("show", help="list CA, CRL, verifier keys and stations (no secrets)")
+    p.add_argument("--json", action="store_true", help="the full inventory as JSON (id, algorithm, backend, usage, "
+                                                        "validity, status)")
     p.set_defaults(handler=_guard(_show))

@@ -21,6 +21,7 @@ Public API (enrolment, personalisation and the gate call these)::
     ks.management_key_for(guid: bytes) -> bytes             # AES-128 PIV 9B key of that card
     ks.issue_card_auth_certificate(guid, public_key, *, now=None) -> x509.Certificate  # CA signs 9E cert
     ks.revoke_card(guid, *, now=None) -> x509.CertificateRevocationList     # lost/stolen card
+    ks.backend -> "file" | "pkcs11"                           # pkcs11: every private key in a SoftHSM2/HSM token
     ks.gate_trust(site=None) -> sealed.GateTrust            # site None: every site's keys (processor view)
     ks.export_gate(gate, dest_dir, *, site=None) -> Path    # gate bundle: its site's verifier keys, CA cert, CRL
     ks.export_desk(station, dest_dir, *, sites=None) -> Path  # desk bundle: station key, certs, CRL, recipients
@@ -33,7 +34,9 @@ Seam for an HSM: everything that uses a private key goes through this class (`st
 signer object, not key bytes), so a PKCS#11 keystore with the same methods can replace it without touching
 callers. Layout::
 
+    backend                                                  # "file" (default) or "pkcs11"
     ca.key ca.crt crl.pem management.secret                 # *.key: PKCS#8 encrypted (card.keyfile), 0600
+    *.token instead of *.key with the pkcs11 backend          # {"token": LABEL, "label": KEY LABEL}: a handle only
     stations/NAME.key  stations/NAME.crt  stations/NAME.<serial>.revoked.crt
     verifier/SITE/<kid>.key  verifier/SITE/current  verifier/SITE/<kid>.not-after   # per site; rotated keys
     gates/GATE.json                                          # which site a gate bundle was exported for
@@ -43,6 +46,7 @@ callers. Layout::
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import re
@@ -50,6 +54,7 @@ import secrets
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
@@ -61,6 +66,8 @@ from card.sealed import GateTrust, StationCredentials
 _STATION_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 _KID_HEX = re.compile(r"^[0-9a-f]{16}$")
 DEFAULT_SITE = "default"
+BACKENDS = ("file", "pkcs11")
+TOKEN_CA = "cb-ca"  # noqa: S105 - a token label, not a secret; the key officer's token: CA key (and the officer's audit checkpoint key)
 HOLDER_REF_KEY = "holder-ref.key"  # HMAC key of pseudonymous holder references (verify.banlist format)
 DEFAULT_OVERLAP = timedelta(days=90)
 
@@ -144,6 +151,24 @@ def load_key_file(path: Path, passphrase: bytes) -> ec.EllipticCurvePrivateKey:
     return key
 
 
+def _token_label(prefix: str, name: str) -> str:
+    """PKCS#11 token labels are at most 32 characters."""
+    label = prefix + name
+    return label if len(label) <= 32 else prefix + hashlib.sha256(name.encode()).hexdigest()[: 32 - len(prefix)]
+
+
+def station_token_label(name: str) -> str:
+    return _token_label("cb-desk-", name)
+
+
+def site_token_label(site: str) -> str:
+    return _token_label("cb-site-", site)
+
+
+def _ref_path(key_path: Path) -> Path:
+    return key_path.with_name(key_path.name.removesuffix(".key") + ".token")
+
+
 def check_site_name(site: str) -> None:
     if not _STATION_NAME.match(site):
         raise KeystoreError(f"invalid site name {site!r} (letters, digits, '.', '_', '-'; max 64)")
@@ -178,7 +203,71 @@ class KeyStore:
     def __init__(self, path: Path, *, passphrase: bytes | None = None) -> None:
         self.path = Path(path)
         self._passphrase = passphrase
-        self._keys: dict[Path, ec.EllipticCurvePrivateKey] = {}  # decrypted once per process (scrypt is slow)
+        self._keys: dict[Path, Any] = {}  # decrypted (or looked up in the token) once per process
+
+    @property
+    def backend(self) -> str:
+        try:
+            value = (self.path / "backend").read_text().strip()
+        except FileNotFoundError:
+            return "file"
+        if value not in BACKENDS:
+            raise KeystoreCorruptError(f"{self.path / 'backend'}: unknown backend {value!r}")
+        return value
+
+    @property
+    def token_dir(self) -> Path:
+        """The station home's token directory (SoftHSM2): HOME/token beside HOME/keys."""
+        return self.path.parent / "token"
+
+    def _token(self, label: str) -> Any:
+        from card import pkcs11
+
+        try:
+            pkcs11.softhsm_init(self.token_dir, label, pin=pkcs11.token_pin(), so_pin=secrets.token_hex(16))
+            return pkcs11.TokenSession.open(label)
+        except pkcs11.TokenError as exc:
+            raise KeystoreError(f"token: {exc}") from None
+
+    def _generate(self, key_path: Path | None, token: str, label: str, *, derive: bool = False) -> Any:
+        """A new EC P-256 private key: a PKCS#8-encrypted file, or a non-extractable key in `token`.
+        With `key_path` None the caller stores it (`_store`) once it knows the file name (a verifier's kid)."""
+        if self.backend == "file":
+            key: Any = pki.new_ec_key()
+            ref = self._key_pem(key)
+        else:
+            from card.pkcs11 import Usage
+
+            key = self._token(token).generate_ec(label, usage=Usage.DERIVE if derive else Usage.SIGN)
+            ref = json.dumps({"token": token, "label": label}).encode() + b"\n"
+        if key_path is not None:
+            self._store(key_path, ref)
+        return key
+
+    def _store(self, key_path: Path, ref: bytes) -> None:
+        if self.backend == "file":
+            _write_file(key_path, ref, 0o600)
+        else:
+            _write_file(_ref_path(key_path), ref, 0o644)  # a handle, not a key: the token holds the key
+
+    def _has_key(self, key_path: Path) -> bool:
+        return key_path.is_file() or _ref_path(key_path).is_file()
+
+    def _forget_key(self, key_path: Path) -> None:
+        """Delete a key file, or the token object a handle names."""
+        with contextlib.suppress(FileNotFoundError):
+            key_path.unlink()
+        ref_path = _ref_path(key_path)
+        if ref_path.is_file():
+            ref = json.loads(ref_path.read_text())
+            with contextlib.suppress(KeystoreError):
+                self._token(ref["token"]).destroy(ref["label"])
+            ref_path.unlink()
+        self._keys.pop(key_path, None)
+
+    def key_reference(self, key_path: Path) -> dict[str, str] | None:
+        ref_path = _ref_path(key_path)
+        return json.loads(ref_path.read_text()) if ref_path.is_file() else None
 
     def passphrase(self) -> bytes:
         if self._passphrase is None:
@@ -194,43 +283,66 @@ class KeyStore:
         except keyfile.KeyFileError as exc:
             raise KeystorePassphraseError(str(exc)) from None
 
-    def _load_key(self, path: Path) -> ec.EllipticCurvePrivateKey:
+    def _load_key(self, path: Path) -> Any:
         key = self._keys.get(path)
         if key is None:
-            key = self._keys[path] = load_key_file(path, self.passphrase())
+            ref = self.key_reference(path)
+            if ref is not None:
+                from card import pkcs11
+
+                try:
+                    key = self._token(ref["token"]).ec_key(ref["label"])
+                except pkcs11.TokenError as exc:
+                    raise KeystoreError(f"token: {exc}") from None
+            else:
+                key = load_key_file(path, self.passphrase())
+            self._keys[path] = key
         return key
 
     # ---- lifecycle
 
     @classmethod
     def init(
-        cls, path: Path, *, now: datetime | None = None, site: str = DEFAULT_SITE, passphrase: bytes | None = None
+        cls, path: Path, *, now: datetime | None = None, site: str = DEFAULT_SITE, passphrase: bytes | None = None,
+        backend: str = "file",
     ) -> KeyStore:
         path = Path(path)
-        if (path / "ca.key").exists():
+        if (path / "ca.key").exists() or (path / "ca.token").exists():
             raise KeystoreExistsError(f"keystore already initialised at {path}")
         check_site_name(site)
+        if backend not in BACKENDS:
+            raise KeystoreError(f"unknown key backend {backend!r} (file or pkcs11)")
         when = _now(now)
         store = cls(path, passphrase=passphrase)
-        store.passphrase()  # fail before anything is written
+        if backend == "file":
+            store.passphrase()  # fail before anything is written
+        else:
+            from card import pkcs11
+
+            try:
+                pkcs11.token_pin()
+            except pkcs11.TokenError as exc:
+                raise KeystoreError(f"token: {exc}") from None
         path.mkdir(mode=0o700, parents=True, exist_ok=True)
         os.chmod(path, 0o700)
         for sub in ("stations", "verifier", "gates"):
             (path / sub).mkdir(mode=0o700, exist_ok=True)
-        ca_key = pki.new_ec_key()
+        _write_file(path / "backend", backend.encode() + b"\n", 0o644)
+        ca_key = store._generate(None, TOKEN_CA, "ca")
         ca_cert = pki.make_ca_certificate(ca_key, now=when)
         _write_file(path / "management.secret", secrets.token_bytes(pki.MASTER_SECRET_LENGTH), 0o600)
         _write_file(path / "ca.crt", _cert_pem(ca_cert), 0o644)
         store._write_crl(pki.build_crl(ca_key, ca_cert, {}, number=1, now=when))
         store.add_site(site)
-        # The CA key is written last: its presence is what marks the keystore as initialised.
-        _write_file(path / "ca.key", store._key_pem(ca_key), 0o600)
+        # The CA key (or its handle) is written last: its presence is what marks the keystore as initialised.
+        store._store(path / "ca.key", store._key_pem(ca_key) if backend == "file" else
+                     json.dumps({"token": TOKEN_CA, "label": "ca"}).encode() + b"\n")
         return store
 
     @classmethod
     def open(cls, path: Path, *, passphrase: bytes | None = None) -> KeyStore:
         path = Path(path)
-        if not (path / "ca.key").is_file():
+        if not (path / "ca.key").is_file() and not (path / "ca.token").is_file():
             raise KeystoreMissingError(f"no keystore at {path} (run `cardbound keys init`)")
         return cls(path, passphrase=passphrase)
 
@@ -243,7 +355,7 @@ class KeyStore:
     def ca_certificate(self) -> x509.Certificate:
         return _load_cert(self.path / "ca.crt")
 
-    def _ca_key(self) -> ec.EllipticCurvePrivateKey:
+    def _ca_key(self) -> Any:
         return self._load_key(self.path / "ca.key")
 
     def crl(self) -> x509.CertificateRevocationList:
@@ -277,11 +389,11 @@ class KeyStore:
         key_path, cert_path = self._station_paths(name)
         if cert_path.exists():
             raise StationExistsError(f"station {name!r} already has a certificate (revoke it first)")
-        key = pki.new_ec_key()
+        # A fresh token label per issue: a re-issued station never finds its revoked key's label taken.
+        key = self._generate(key_path, station_token_label(name), f"station:{name}:{secrets.token_hex(4)}")
         cert = pki.issue_station_certificate(
             self._ca_key(), self.ca_certificate(), name, key.public_key(), now=_now(now), lifetime=lifetime
         )
-        _write_file(key_path, self._key_pem(key), 0o600)
         _write_file(cert_path, _cert_pem(cert), 0o644)
         return cert
 
@@ -297,9 +409,8 @@ class KeyStore:
             raise UnknownStationError(f"unknown station {name!r}")
         cert = _load_cert(cert_path)
         crl = self._resign_crl({cert.serial_number: _now(now)}, now)
-        # The private key is useless now; remove it so a copy of the keystore cannot sign with it.
-        with contextlib.suppress(FileNotFoundError):
-            key_path.unlink()
+        # The private key is useless now; remove it (or destroy it in the token) so nothing can sign with it.
+        self._forget_key(key_path)
         os.replace(cert_path, cert_path.with_name(f"{name}.{cert.serial_number:x}.revoked.crt"))
         return crl
 
@@ -338,10 +449,12 @@ class KeyStore:
         return self._new_verifier(site)
 
     def _new_verifier(self, site: str) -> bytes:
-        key = pki.new_ec_key()
+        token, label = site_token_label(site), f"verifier:{site}:{secrets.token_hex(4)}"
+        key = self._generate(None, token, label, derive=True)
         kid = pki.verifier_kid(key.public_key())
         site_dir = self.path / "verifier" / site
-        _write_file(site_dir / f"{kid.hex()}.key", self._key_pem(key), 0o600)
+        self._store(site_dir / f"{kid.hex()}.key", self._key_pem(key) if self.backend == "file" else
+                    json.dumps({"token": token, "label": label}).encode() + b"\n")
         _write_file(site_dir / "current", kid.hex().encode() + b"\n", 0o600)
         return kid
 
@@ -349,9 +462,11 @@ class KeyStore:
         sites = self.sites() if site is None else [self._site(site)]
         found = []
         for name in sites:
-            for key_path in sorted((self.path / "verifier" / name).glob("*.key")):
-                if _KID_HEX.match(key_path.stem):
-                    found.append((name, bytes.fromhex(key_path.stem), key_path))
+            site_dir = self.path / "verifier" / name
+            stems = sorted({p.stem for p in site_dir.iterdir() if p.suffix in (".key", ".token")})
+            for stem in stems:
+                if _KID_HEX.match(stem):
+                    found.append((name, bytes.fromhex(stem), site_dir / f"{stem}.key"))
         return found
 
     def verifier_kids(self, site: str | None = None) -> list[bytes]:
@@ -373,7 +488,7 @@ class KeyStore:
             raise KeystoreCorruptError(f"verifier/{name}/current is not a key id")
         return bytes.fromhex(text)
 
-    def _verifier_key(self, kid: bytes) -> ec.EllipticCurvePrivateKey:
+    def _verifier_key(self, kid: bytes) -> Any:
         return self._load_key(self.path / "verifier" / self.site_of(kid) / f"{kid.hex()}.key")
 
     def verifier_not_after(self, kid: bytes) -> datetime | None:
@@ -388,7 +503,8 @@ class KeyStore:
 
     def verifier_public_key(self, site: str | None = None) -> ec.EllipticCurvePublicKey:
         """A site's current verifier public key: enrolment seals new templates to this one."""
-        return self._verifier_key(self.current_verifier_kid(site)).public_key()
+        public: ec.EllipticCurvePublicKey = self._verifier_key(self.current_verifier_kid(site)).public_key()
+        return public
 
     def seal_recipients(self, sites: list[str] | None = None) -> list[ec.EllipticCurvePublicKey]:
         """The current verifier public key of each site (all sites by default): seal() to these."""
@@ -411,7 +527,7 @@ class KeyStore:
         name = self.site_of(kid)
         if kid == self.current_verifier_kid(name):
             raise KeystoreError("cannot retire the current verifier key (rotate first)")
-        (self.path / "verifier" / name / f"{kid.hex()}.key").unlink()
+        self._forget_key(self.path / "verifier" / name / f"{kid.hex()}.key")
         with contextlib.suppress(FileNotFoundError):
             (self.path / "verifier" / name / f"{kid.hex()}.not-after").unlink()
 
@@ -444,6 +560,91 @@ class KeyStore:
         when = _now(now)
         return self._resign_crl({_load_cert(path).serial_number: when for path in paths}, now)
 
+    # ---- inventory (what `cardbound keys show --json` prints and the evidence pack reads)
+
+    def _backend_of(self, key_path: Path) -> dict[str, str]:
+        ref = self.key_reference(key_path)
+        if ref is not None:
+            return {"backend": "token", "token": ref["token"], "token_label": ref["label"]}
+        return {"backend": "file", "file": str(key_path.relative_to(self.path))}
+
+    def inventory(self, *, now: datetime | None = None) -> list[dict[str, Any]]:
+        """Every key and certificate with id, algorithm, backend (token or file), usage, validity and status
+        (valid / revoked / expired / rotated / stale). No secret ever appears here."""
+        when = _now(now)
+        items: list[dict[str, Any]] = []
+
+        def validity(cert: x509.Certificate) -> dict[str, str]:
+            return {"not_before": cert.not_valid_before_utc.isoformat(),
+                    "not_after": cert.not_valid_after_utc.isoformat()}
+
+        def cert_status(cert: x509.Certificate, revoked: bool = False) -> str:
+            if revoked:
+                return "revoked"
+            if when > cert.not_valid_after_utc:
+                return "expired"
+            return "not_yet_valid" if when < cert.not_valid_before_utc else "valid"
+
+        ca = self.ca_certificate()
+        fingerprint = hashlib.sha256(ca.public_bytes(serialization.Encoding.DER)).hexdigest()
+        items.append({"id": f"ca:{fingerprint[:16]}", "kind": "ca", "algorithm": "ECDSA P-256 / SHA-256",
+                      "usage": "keyCertSign, cRLSign (basicConstraints CA, pathlen 0)",
+                      "subject": ca.subject.rfc4514_string(),
+                      "sha256": fingerprint, **self._backend_of(self.path / "ca.key"), **validity(ca),
+                      "status": cert_status(ca)})
+        crl = self.crl()
+        revoked_serials = {entry.serial_number for entry in crl}
+        nxt = crl.next_update_utc
+        items.append({"id": f"crl:{pki.crl_number(crl)}", "kind": "crl", "algorithm": "ECDSA P-256 / SHA-256",
+                      "usage": "revocation of station and card-auth certificates", "backend": "file",
+                      "number": pki.crl_number(crl), "revoked": len(revoked_serials),
+                      "this_update": crl.last_update_utc.isoformat(), "next_update": nxt.isoformat() if nxt else None,
+                      "status": "stale" if nxt is None or when > nxt else "valid"})
+        for cert_path in sorted((self.path / "stations").glob("*.crt")):
+            cert = _load_cert(cert_path)
+            revoked = cert_path.name.endswith(".revoked.crt") or cert.serial_number in revoked_serials
+            name = cert_path.name.split(".")[0] if cert_path.name.endswith(".revoked.crt") else cert_path.name[:-4]
+            key_path = self.path / "stations" / f"{name}.key"
+            backend = self._backend_of(key_path) if self._has_key(key_path) and not revoked else {
+                "backend": "destroyed"}
+            items.append({"id": f"station:{name}:{cert.serial_number:x}", "kind": "station",
+                          "algorithm": "ECDSA P-256 / SHA-256 (COSE ES256)",
+                          "usage": f"template signing (EKU {pki.OID_EKU_TEMPLATE_SIGNING.dotted_string})",
+                          "subject": name, **backend, **validity(cert), "status": cert_status(cert, revoked)})
+        for site, kid, key_path in self._verifier_paths():
+            until = self.verifier_not_after(kid)
+            current = kid == self.current_verifier_kid(site)
+            status = "valid" if current else ("expired" if until is not None and when > until else "rotated")
+            items.append({"id": f"verifier:{kid.hex()}", "kind": "verifier", "site": site,
+                          "algorithm": "ECDH P-256 (COSE ECDH-ES + A256KW)",
+                          "usage": "unseal templates (key agreement)",
+                          **self._backend_of(key_path), "current": current,
+                          "not_after": until.isoformat() if until else None, "status": status})
+        for cert_path in sorted((self.path / "cards").glob("*.crt")) if (self.path / "cards").is_dir() else []:
+            cert = _load_cert(cert_path)
+            guid = bytes.fromhex(cert_path.name.split(".")[0])
+            from card.values import CardId
+
+            items.append({"id": f"card-auth:{cert.serial_number:x}", "kind": "card_auth",
+                          "card_id": str(CardId.of(guid)),
+                          "algorithm": "ECDSA P-256 (generated on the card, slot 9E)",
+                          "usage": "card authentication (EKU id-PIV-cardAuth)", "backend": "card", **validity(cert),
+                          "status": cert_status(cert, cert.serial_number in revoked_serials)})
+        if (self.path / "management.secret").is_file():
+            items.append({"id": "management-master", "kind": "secret", "algorithm": "HKDF-SHA256 master, 32 bytes",
+                          "usage": "derives each card's PIV 9B management key (AES-128)", "backend": "file",
+                          "file": "management.secret", "status": "valid"})
+        if (self.path / HOLDER_REF_KEY).is_file():
+            items.append({"id": "holder-ref", "kind": "secret", "algorithm": "HMAC-SHA256 key",
+                          "usage": "pseudonymous holder references", "backend": "file", "file": HOLDER_REF_KEY,
+                          "status": "valid"})
+        for record_path in sorted((self.path / "gates").glob("*.json")) if (self.path / "gates").is_dir() else []:
+            record = json.loads(record_path.read_text())
+            items.append({"id": f"gate-bundle:{record['gate']}", "kind": "gate_bundle", "site": record["site"],
+                          "exported": record["exported"], "verifier_kids": record["kids"], "backend": self.backend,
+                          "status": "exported"})
+        return items
+
     # ---- gates and desks (role bundles: see card.bundles for what each holds and how it is checked)
 
     def gate_trust(self, site: str | None = None) -> GateTrust:
@@ -461,19 +662,38 @@ class KeyStore:
         _check_station_name(gate)
         name = self._site(site)
         paths = self._verifier_paths(name)
-        verifiers = [
-            bundles.VerifierEntry(kid, self.verifier_not_after(kid), self._key_pem(self._load_key(path)))
-            for _, kid, path in paths
-        ]
+        verifiers = []
+        for _, kid, path in paths:
+            ref = self.key_reference(path)
+            pem = None if ref is not None else self._key_pem(self._load_key(path))
+            verifiers.append(bundles.VerifierEntry(kid, self.verifier_not_after(kid), pem,
+                                                   None if ref is None else ref["label"]))
         out = bundles.write_gate_bundle(
             Path(dest), gate=gate, site=name, ca=_cert_pem(self.ca_certificate()),
             crl=self.crl().public_bytes(serialization.Encoding.PEM), verifiers=verifiers, now=_now(now),
+            token=self._token_manifest(site_token_label(name)),
         )
         record = {"gate": gate, "site": name, "exported": _now(now).isoformat(),
                   "kids": [v.kid.hex() for v in verifiers]}
         (self.path / "gates").mkdir(mode=0o700, exist_ok=True)
         _write_file(self.path / "gates" / f"{gate}.json", json.dumps(record).encode(), 0o644)
         return out
+
+    def _token_manifest(self, token: str) -> dict[str, str]:
+        """How a station finds its token: the label, and (SoftHSM2) the configuration of this home's token dir."""
+        if self.backend != "pkcs11":
+            return {}
+        from card import pkcs11
+
+        return {"token": token, "softhsm_conf": str(pkcs11.softhsm_conf_path(self.token_dir))}
+
+    def site_of_gate(self, gate: str) -> str:
+        """The site a gate's bundle was last exported for."""
+        _check_station_name(gate)
+        try:
+            return str(json.loads((self.path / "gates" / f"{gate}.json").read_text())["site"])
+        except (OSError, ValueError, KeyError) as exc:
+            raise KeystoreError(f"no bundle was exported for gate {gate!r}") from exc
 
     def export_gate_trust(self, dest: Path, *, gate: str = "gate", site: str | None = None) -> Path:
         """Compatibility name for `export_gate` (single-site keystores)."""
@@ -497,9 +717,11 @@ class KeyStore:
         except FileNotFoundError as exc:
             raise KeystoreCorruptError("missing management.secret") from exc
         holder = self.path / HOLDER_REF_KEY
+        ref = self.key_reference(key_path)
         return bundles.write_desk_bundle(
             Path(dest), station=station, holder_ref_key=holder.read_bytes() if holder.is_file() else None,
-            key_pem=self._key_pem(self._load_key(key_path)),
+            key_pem=None if ref is not None else self._key_pem(self._load_key(key_path)),
+            token=None if ref is None else {**self._token_manifest(ref["token"]), "key": ref["label"]},
             certificate=cert_path.read_bytes(), ca=_cert_pem(self.ca_certificate()),
             crl=self.crl().public_bytes(serialization.Encoding.PEM), recipients=recipients,
             management_secret=master, now=_now(now),

@@ -160,7 +160,8 @@ def softhsm_init(token_dir: Path, label: str, *, pin: str, so_pin: str) -> Path:
                     "slots.removable = false\n")
     env = {**os.environ, SOFTHSM_CONF_ENV: str(conf)}
     shown = subprocess.run(["softhsm2-util", "--show-slots"], env=env, capture_output=True, text=True, check=False)
-    if f"Label:            {label}\n" not in shown.stdout:
+    labels = {line.split(":", 1)[1].strip() for line in shown.stdout.splitlines() if line.strip().startswith("Label:")}
+    if label not in labels:
         done = subprocess.run(
             ["softhsm2-util", "--init-token", "--free", "--label", label, "--pin", pin, "--so-pin", so_pin],
             env=env, capture_output=True, text=True, check=False,

@@ -15,6 +15,8 @@ Pure functions over `cryptography` objects; no files (see `card.keystore` for st
     derive_management_key(master_secret, guid) -> bytes                     # AES-128 key for PIV slot 9B
     check_station_certificate(cert, ca_cert, crl, *, now) -> None           # raises PkiError subclasses
     check_card_auth_certificate(cert, ca_cert, crl, *, now) -> bytes        # returns the GUID from the SAN
+    check_trust(ca_cert, crl, *, now, previous_crl_number=None, warn_ahead=3 days) -> TrustHealth
+        # the gate's start / self-check: CA profile + validity, CRL signature, thisUpdate, nextUpdate, number
 
 Certificates are told apart by extended key usage, so that no certificate can act in another role: a card's
 9E key signs any challenge without a PIN, so a gate must never accept a card-auth certificate as a station.
@@ -25,6 +27,7 @@ from __future__ import annotations
 import hashlib
 import uuid
 from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
@@ -353,6 +356,68 @@ def check_crl_fresh(crl: x509.CertificateRevocationList, *, now: datetime) -> No
         raise CrlStaleError(f"CRL expired at {next_update}; load a fresh gate trust bundle")
 
 
+@dataclass(frozen=True)
+class TrustHealth:
+    """What a gate's self-check reports about its CA and CRL (`check_trust`). `problems` make a gate refuse to
+    start (fail closed); `warnings` are said ahead of time (a CRL close to its next update)."""
+
+    problems: tuple[str, ...]
+    warnings: tuple[str, ...]
+    crl_number: int
+    crl_next_update: datetime | None
+    ca_not_after: datetime
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+
+CRL_WARNING_AHEAD = timedelta(days=3)
+CLOCK_SKEW = timedelta(minutes=5)
+
+
+def check_trust(
+    ca_cert: x509.Certificate,
+    crl: x509.CertificateRevocationList,
+    *,
+    now: datetime,
+    previous_crl_number: int | None = None,
+    warn_ahead: timedelta = CRL_WARNING_AHEAD,
+) -> TrustHealth:
+    """The checks a real verifier makes on its trust anchors, for the gate's start and self-check:
+    the CA certificate's profile (CA, keyCertSign + cRLSign) and validity now; the CRL's signature and issuer,
+    `thisUpdate` not in the future, `nextUpdate` not passed (and a warning `warn_ahead` before it), and its number
+    not lower than the last one this gate accepted (`previous_crl_number`: a replayed old CRL would un-revoke)."""
+    problems: list[str] = []
+    warnings: list[str] = []
+    try:
+        basic = ca_cert.extensions.get_extension_for_class(x509.BasicConstraints).value
+        usage = ca_cert.extensions.get_extension_for_class(x509.KeyUsage).value
+        if not basic.ca or not usage.key_cert_sign or not usage.crl_sign:
+            problems.append("ca_profile: the CA certificate is not a CA with keyCertSign and cRLSign")
+    except x509.ExtensionNotFound:
+        problems.append("ca_profile: the CA certificate lacks basicConstraints or keyUsage")
+    if now > ca_cert.not_valid_after_utc:
+        problems.append(f"ca_expired: the CA certificate expired at {ca_cert.not_valid_after_utc.isoformat()}")
+    elif now < ca_cert.not_valid_before_utc - CLOCK_SKEW:
+        problems.append(f"ca_not_yet_valid: the CA certificate starts at {ca_cert.not_valid_before_utc.isoformat()}")
+    try:
+        check_crl(crl, ca_cert)
+    except CrlInvalidError as exc:
+        problems.append(f"crl_invalid: {exc}")
+    if crl.last_update_utc > now + CLOCK_SKEW:
+        problems.append(f"crl_from_the_future: thisUpdate {crl.last_update_utc.isoformat()} is after now (clock?)")
+    number = crl_number(crl)
+    if previous_crl_number is not None and number < previous_crl_number:
+        problems.append(f"crl_rolled_back: CRL number {number} is lower than {previous_crl_number} already seen")
+    next_update = crl.next_update_utc
+    if next_update is None or now > next_update:
+        problems.append(f"crl_stale: the CRL's nextUpdate {next_update} has passed")
+    elif next_update - now <= warn_ahead:
+        warnings.append(f"crl_expires_soon: the CRL's nextUpdate is {next_update.isoformat()}; load a fresh bundle")
+    return TrustHealth(tuple(problems), tuple(warnings), number, next_update, ca_cert.not_valid_after_utc)
+
+
 def _check_leaf(
     cert: x509.Certificate,
     ca_cert: x509.Certificate,
@@ -372,6 +437,12 @@ def _check_leaf(
         raise WrongCertificateRoleError(f"{role} certificate lacks EKU/basic constraints") from exc
     if basic.ca or eku not in list(usages) or ExtendedKeyUsageOID.ANY_EXTENDED_KEY_USAGE in list(usages):
         raise WrongCertificateRoleError(f"certificate is not a {role} certificate")
+    try:
+        key_usage = cert.extensions.get_extension_for_class(x509.KeyUsage).value
+    except x509.ExtensionNotFound as exc:
+        raise WrongCertificateRoleError(f"{role} certificate lacks keyUsage") from exc
+    if not key_usage.digital_signature or key_usage.key_cert_sign or key_usage.crl_sign:
+        raise WrongCertificateRoleError(f"{role} certificate's keyUsage is not digitalSignature only")
     if crl.get_revoked_certificate_by_serial_number(cert.serial_number) is not None:
         raise CertificateRevokedError(f"{role} certificate {cert.serial_number:x} is revoked")
     if now > cert.not_valid_after_utc:

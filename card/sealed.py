@@ -7,6 +7,8 @@ Public API (enrolment and gate call these)::
          recipients: EC public key | Sequence[EC public key], *, rng=os.urandom) -> bytes
          # one COSE recipient per verifier key (one per site the holder is admitted to), 1..MAX_RECIPIENTS
     unseal(data: bytes, *, trust: GateTrust, expected: CardBinding, now: datetime) -> UnsealedTemplate
+    rewrap(data, *, trust, recipients, now) -> bytes   # key officer: same signed template, new recipients
+    recipient_kids(data) -> list[bytes]
 
     CardBinding(guid: bytes[16], card_key_sha256: bytes[32]);  CardBinding.for_card(guid, public_key_9e)
     TemplateHeader(format_owner, format_type, extractor, model_version, created, expires, quality,
@@ -354,6 +356,34 @@ class UnsealedTemplate:
 # ----------------------------------------------------------------------------------------------- seal
 
 
+def _recipient_keys(recipients: ec.EllipticCurvePublicKey | Sequence[ec.EllipticCurvePublicKey]) -> list[
+        ec.EllipticCurvePublicKey]:
+    keys = [recipients] if isinstance(recipients, ec.EllipticCurvePublicKey) else list(recipients)
+    if not 0 < len(keys) <= MAX_RECIPIENTS:
+        raise ValueError(f"a template is sealed to 1..{MAX_RECIPIENTS} verifier keys, not {len(keys)}")
+    kids = [pki.verifier_kid(key) for key in keys]
+    if len(set(kids)) != len(kids):
+        raise ValueError("the same verifier key is listed twice")
+    return keys
+
+
+def _recipients(keys: list[ec.EllipticCurvePublicKey], cek: bytes) -> list[list[Any]]:
+    recipient_protected = cose.dumps({Header.ALG: Alg.ECDH_ES_A256KW})
+    cose_recipients = []
+    for key in keys:
+        # RFC 9053 ECDH-ES: a fresh ephemeral key per recipient, so no two recipients share a KEK.
+        ephemeral = ec.generate_private_key(ec.SECP256R1())
+        kek = cose.ecdh_es_kek(ephemeral, key, recipient_protected)
+        cose_recipients.append(
+            [
+                recipient_protected,
+                {Header.EPHEMERAL_KEY: cose.ec2_key(ephemeral.public_key()), Header.KID: pki.verifier_kid(key)},
+                aes_key_wrap(kek, cek),
+            ]
+        )
+    return cose_recipients
+
+
 def seal(
     template: bytes,
     header: TemplateHeader,
@@ -367,12 +397,7 @@ def seal(
     holder is admitted to), bind to the card. Returns the COSE_Encrypt bytes to write to the card. Raises
     ValueError on bad input (template too large, too many or duplicate recipients, station certificate that ends
     before the template expires, ...)."""
-    keys = [recipients] if isinstance(recipients, ec.EllipticCurvePublicKey) else list(recipients)
-    if not 0 < len(keys) <= MAX_RECIPIENTS:
-        raise ValueError(f"a template is sealed to 1..{MAX_RECIPIENTS} verifier keys, not {len(keys)}")
-    kids = [pki.verifier_kid(key) for key in keys]
-    if len(set(kids)) != len(kids):
-        raise ValueError("the same verifier key is listed twice")
+    keys = _recipient_keys(recipients)
     if not isinstance(template, bytes | bytearray) or not 0 < len(template) <= MAX_TEMPLATE_SIZE:
         raise ValueError(f"template must be 1..{MAX_TEMPLATE_SIZE} bytes")
     cert_der = station.certificate.public_bytes(serialization.Encoding.DER)
@@ -422,19 +447,7 @@ def seal(
     )
     ciphertext = AESGCM(cek).encrypt(iv, sign1, cose.enc_structure(enc_protected))
 
-    recipient_protected = cose.dumps({Header.ALG: Alg.ECDH_ES_A256KW})
-    cose_recipients = []
-    for key, kid in zip(keys, kids, strict=True):
-        # RFC 9053 ECDH-ES: a fresh ephemeral key per recipient, so no two recipients share a KEK.
-        ephemeral = ec.generate_private_key(ec.SECP256R1())
-        kek = cose.ecdh_es_kek(ephemeral, key, recipient_protected)
-        cose_recipients.append(
-            [
-                recipient_protected,
-                {Header.EPHEMERAL_KEY: cose.ec2_key(ephemeral.public_key()), Header.KID: kid},
-                aes_key_wrap(kek, cek),
-            ]
-        )
+    cose_recipients = _recipients(keys, cek)
     sealed = cose.dumps(cbor2.CBORTag(Tag.COSE_ENCRYPT, [enc_protected, {Header.IV: iv}, ciphertext, cose_recipients]))
     if len(sealed) > MAX_SEALED_SIZE:
         raise ValueError(f"sealed template is {len(sealed)} bytes, over the {MAX_SEALED_SIZE}-byte limit")
@@ -592,6 +605,48 @@ def _verify_sign1(sign1_bytes: bytes, trust: GateTrust, now: datetime) -> tuple[
         raise BadSignatureError("template signature does not verify under the station certificate") from exc
     payload = cose.as_map(_decode(payload_bytes, "payload"), _PAYLOAD_KEYS, _PAYLOAD_REQUIRED)
     return payload, cert
+
+
+def recipient_kids(data: bytes) -> list[bytes]:
+    """The verifier key ids a container is sealed to (readable without any key: they are in the clear)."""
+    outer = _tagged(_decode(bytes(data), "container"), Tag.COSE_ENCRYPT, 4, "container")
+    return [_recipient(r)[0] for r in cose.as_array(outer[3])]
+
+
+def rewrap(
+    data: bytes,
+    *,
+    trust: GateTrust,
+    recipients: ec.EllipticCurvePublicKey | Sequence[ec.EllipticCurvePublicKey],
+    now: datetime,
+) -> bytes:
+    """Re-seal a container to new verifier keys without a new capture and without touching the signed template.
+
+    Runs where verifier private keys are (the key officer): the content key is unwrapped with any key in `trust`
+    (a rotated key past its overlap too), the ciphertext's GCM tag and the station signature are checked, then the
+    same protected header, IV and ciphertext are written with fresh recipients. The template is never re-encoded.
+    Raises `SealedTemplateError` like `unseal`, ValueError on bad recipients."""
+    keys = _recipient_keys(recipients)
+    if len(data) > MAX_SEALED_SIZE:
+        raise OversizedContainerError(f"sealed template is {len(data)} bytes, limit {MAX_SEALED_SIZE}")
+    officer = GateTrust(trust.ca_certificate, trust.crl, trust.verifier_keys, {}, trust.site)  # no overlap end here
+    try:
+        sign1, _guid, used_kid = _decrypt(bytes(data), officer, now)
+        _verify_sign1(sign1, trust, now)  # a revoked or expired station is not re-sealed
+        outer = _tagged(_decode(bytes(data), "container"), Tag.COSE_ENCRYPT, 4, "container")
+        cek = b""
+        for kid, protected, ephemeral, wrapped in (_recipient(r) for r in cose.as_array(outer[3])):
+            if hmac.compare_digest(kid, used_kid):
+                cek = aes_key_unwrap(cose.ecdh_es_kek(officer.verifier_keys[used_kid], ephemeral, protected), wrapped)
+                break
+    except CborError as exc:
+        raise MalformedContainerError(str(exc)) from exc
+    except InvalidUnwrap as exc:
+        raise UnknownVerifierKeyError("content key unwrap failed") from exc
+    sealed = cose.dumps(cbor2.CBORTag(Tag.COSE_ENCRYPT, [outer[0], outer[1], outer[2], _recipients(keys, cek)]))
+    if len(sealed) > MAX_SEALED_SIZE:
+        raise ValueError(f"sealed template is {len(sealed)} bytes, over the {MAX_SEALED_SIZE}-byte limit")
+    return sealed
 
 
 def unseal(data: bytes, *, trust: GateTrust, expected: CardBinding, now: datetime) -> UnsealedTemplate:

@@ -30,6 +30,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     p.add_argument("--faces", type=Path, default=None,
                    help=f"the shared faces folder (default: ${FACES_ENV}, else ../shared/faces beside the repo)")
     p.add_argument("--lang", choices=("fr", "nl", "en"), default="en", help="language of the gate messages")
+    p.add_argument("--backend", choices=("file", "pkcs11"), default="file",
+                   help="where private keys live: encrypted files, or non-extractable keys in SoftHSM2 tokens")
     p.set_defaults(handler=run)
 
 
@@ -60,7 +62,7 @@ def run(args: argparse.Namespace) -> int:
         shutil.rmtree(demo_dir)  # virtual card images of a previous run: the story starts from blank cards
     demo_dir.mkdir(mode=0o700)
     t0 = time.perf_counter()
-    scenes = story.tell(home, faces, demo_dir, say=_say, lang=args.lang)
+    scenes = story.tell(home, faces, demo_dir, say=_say, lang=args.lang, backend=args.backend)
     _say("")
     _say(f"{'scene':<60} {'decision':<8} {'reason':<18} {'dist/thr':>11} {'total':>7} {'card':>7} {'face':>7}")
     bad = 0

@@ -26,6 +26,7 @@ class ExitCode(IntEnum):
     TEMPLATE_INVALID = 30  # sealed template rejected (malformed, tampered, bad signature, untrusted station)
     TEMPLATE_EXPIRED = 31
     WRONG_CARD = 32  # template bound to another card (copied container)
+    NOT_SEALED_FOR_SITE = 33  # template sealed to other sites' verifier keys only (or to a key past its overlap)
     REJECTED = 40  # gate decision: access refused (generic)
     FACE_MISMATCH = 41
     BANNED = 42  # port ban (art. 2.5.2.81)

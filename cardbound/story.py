@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import verify as verify_pkg
 from audit import AuditLog
@@ -37,6 +38,7 @@ STATION = "desk-demo"
 GATE_ID = "gate-demo"
 SITE = "BEANR-DEMO"  # the gate's port facility; the desk also seals to a second site, as for a holder of both
 OTHER_SITE = "BEZEE-DEMO"
+NODE_TOKEN = "cb-node"  # noqa: S105 - a token label; the station's own token (audit checkpoint key) with the pkcs11 backend
 HOLDER_KEY_FILE = "holder-ref.key"
 PORTRAITS = Path("portraits") / "face_recognition"
 
@@ -84,18 +86,39 @@ def demo_passphrase(home: Home, say: Say) -> None:
     os.environ[keyfile.PASSPHRASE_FILE_ENV] = str(path)
 
 
-def _keys(home: Home, say: Say) -> KeyStore:
+def demo_token_pin(home: Home, say: Say) -> None:
+    """The PKCS#11 token's user PIN: the operator's, else one made for the demo (0600) in its home."""
+    from card import pkcs11
+
+    if os.environ.get(pkcs11.PIN_FILE_ENV) or os.environ.get(pkcs11.PIN_ENV):
+        return
+    path = home.config / "demo-token-pin"
+    if not path.exists():
+        home.config.mkdir(mode=0o700, parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(secrets.token_hex(8) + "\n")
+        say(f"keys: demo PIN of the SoftHSM2 tokens written to {path} (0600; a real station is given "
+            f"${pkcs11.PIN_FILE_ENV} by its operator)")
+    os.environ[pkcs11.PIN_FILE_ENV] = str(path)
+
+
+def _keys(home: Home, say: Say, backend: str) -> KeyStore:
     """The key officer's keystore (offline CA station): only `keys` operations use it."""
     demo_passphrase(home, say)
+    if backend == "pkcs11":
+        demo_token_pin(home, say)
     try:
         keys = KeyStore.open(home.keystore)
         keys.ca_certificate()
-        say(f"key officer: using the keystore {home.keystore}")
+        say(f"key officer: using the keystore {home.keystore} ({keys.backend} backend)")
     except Exception:
-        keys = KeyStore.init(home.keystore, site=SITE)
+        keys = KeyStore.init(home.keystore, site=SITE, backend=backend)
         keys.add_site(OTHER_SITE)
+        where = (f"non-extractable in SoftHSM2 tokens under {keys.token_dir}" if backend == "pkcs11" else
+                 "encrypted at rest")
         say(f"key officer: new issuing CA, CRL and verifier keys for sites {SITE} and {OTHER_SITE} in "
-            f"{home.keystore} (private keys encrypted at rest)")
+            f"{home.keystore} (private keys {where})")
     if STATION not in {s.name for s in keys.stations()}:
         keys.issue_station(STATION)
         say(f"key officer: station certificate issued for {STATION}")
@@ -141,10 +164,31 @@ def _session(reader: str) -> tuple[transport.PcscConnection, PivSession]:
     return conn, PivSession(conn)
 
 
-def tell(home: Home, faces: Path, workdir: Path, *, say: Say, lang: str = "en") -> list[Scene]:
+def audit_signer(keys: KeyStore, home: Home, say: Say) -> Any:
+    """With the token backend the station's audit checkpoint key is an Ed25519 key in its token, too."""
+    if keys.backend != "pkcs11":
+        return None
+    from audit.checkpoint import Signer, key_name
+    from card import pkcs11
+
+    token = keys._token(NODE_TOKEN)  # noqa: SLF001 - the station's own token, created on first use
+    label = f"audit:{home.node_id}"
+    try:
+        key = token.ed25519_key(label)
+    except pkcs11.TokenKeyMissingError:
+        key = token.generate_ed25519(label)
+        say(f"audit: checkpoint key {label} generated in token {NODE_TOKEN} (non-extractable)")
+    signer = Signer(key_name(home.node_id), key)
+    # The public half beside where the file key would be, for `cardbound audit verify` and auditors.
+    (home.keystore / f"audit-{home.node_id}.ed25519.pub").write_text(signer.verifier.encode() + "\n")
+    return signer
+
+
+def tell(home: Home, faces: Path, workdir: Path, *, say: Say, lang: str = "en", backend: str = "file") -> list[Scene]:
     scenes: list[Scene] = []
     photos = faces / PORTRAITS
-    keys = _keys(home, say)
+    keys = _keys(home, say, backend)
+    signer = audit_signer(keys, home, say)
     holder_key = _holder_key(home, say)
     _export_bundles(keys, home, say)
     ban_file = workdir / "banlist.txt"
@@ -153,7 +197,8 @@ def tell(home: Home, faces: Path, workdir: Path, *, say: Say, lang: str = "en") 
     desk = DeskBundle.open(home.desk_bundle)  # what the desk holds
     trust = load_gate_bundle(home.gate_bundle)  # what the gate holds
     valid_until = (datetime.now(UTC) + timedelta(days=365)).replace(microsecond=0)
-    with PcscDaemon() as _pcscd, AuditLog.open_station(home.root, node_id=home.node_id) as log, FaceWorker() as worker:
+    with PcscDaemon() as _pcscd, AuditLog.open_station(home.root, node_id=home.node_id,
+                                                                      signer=signer) as log, FaceWorker() as worker:
         sb = worker.sandbox
         if sb is not None:
             say(f"pcscd running; face worker (pid {sb.pid}) sandboxed: file size limit {sb.fsize_limit[0]}, "
@@ -244,7 +289,7 @@ def tell(home: Home, faces: Path, workdir: Path, *, say: Say, lang: str = "en") 
             for card in cards:
                 card.stop()
         log.checkpoint("demo")
-    report = verify_database(home.audit_db)
+    report = verify_database(home.audit_db, key=None if signer is None else signer.verifier)
     say(f"audit log verified: {report.summary()}" if report.ok else
         "AUDIT LOG VERIFICATION FAILED: " + "; ".join(f.line() for f in report.findings))
     return scenes

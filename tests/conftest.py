@@ -10,6 +10,7 @@ import pytest
 # Private keys are encrypted at rest and every station fails closed without a passphrase: the tests (and the
 # commands they start, which inherit the environment) use this one. Tests of the passphrase sources unset it.
 os.environ.setdefault("CARDBOUND_KEY_PASSPHRASE", "test-passphrase-not-secret")
+os.environ.setdefault("CARDBOUND_TOKEN_PIN", "4711-test-pin")  # the SoftHSM2 tokens tests create
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"

@@ -47,6 +47,8 @@ class CardReading:
 
 _TEMPLATE_REASONS: dict[type[sealed.SealedTemplateError], Reason] = {
     sealed.TemplateExpiredError: Reason.TEMPLATE_EXPIRED,
+    sealed.NotSealedForThisSiteError: Reason.NOT_SEALED_FOR_SITE,
+    sealed.VerifierKeyExpiredError: Reason.NOT_SEALED_FOR_SITE,
     sealed.WrongCardError: Reason.WRONG_CARD,
 }
 

@@ -28,6 +28,7 @@ class Reason(StrEnum):
     NOT_ENROLLED = "NOT_ENROLLED"  # no sealed template on the card
     TEMPLATE_INVALID = "TEMPLATE_INVALID"  # malformed, tampered, bad signature, untrusted/revoked station
     TEMPLATE_EXPIRED = "TEMPLATE_EXPIRED"
+    NOT_SEALED_FOR_SITE = "NOT_SEALED_FOR_SITE"  # sealed for other sites only, or to a verifier key past its overlap
     WRONG_CARD = "WRONG_CARD"  # template bound to another card (copied container)
     BANNED = "BANNED"  # holder on the port-ban list (art. 2.5.2.81)
     CATEGORY_NOT_ADMITTED = "CATEGORY_NOT_ADMITTED"  # policy refuses this category at the current level
@@ -78,6 +79,11 @@ MESSAGES: dict[Reason, dict[str, str]] = {
         "fr": "Gabarit expiré, passez au guichet d'enrôlement",
         "nl": "Sjabloon verlopen, ga naar de registratiebalie",
         "en": "Template expired, go to the enrolment desk",
+    },
+    Reason.NOT_SEALED_FOR_SITE: {
+        "fr": "Carte non valable pour ce site, passez au guichet d'enrôlement",
+        "nl": "Kaart niet geldig voor deze site, ga naar de registratiebalie",
+        "en": "Card not valid for this site, go to the enrolment desk",
     },
     Reason.WRONG_CARD: {
         "fr": "Le gabarit n'appartient pas à cette carte", "nl": "Het sjabloon hoort niet bij deze kaart",

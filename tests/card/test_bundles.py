@@ -199,9 +199,18 @@ def test_rotation_with_overlap_crosses_the_old_keys_expiry(tmp_path: Path) -> No
     with pytest.raises(sealed.VerifierKeyExpiredError, match="re-seal") as refused:
         unseal(old_card, trust=gate, expected=binding, now=NOW + timedelta(days=11))
     assert refused.value.code == "verifier_key_expired"
-    # a re-seal at the desk (same template, new recipients) opens again, with the new key
-    resealed = seal(template, _header(), binding, creds, ks.seal_recipients())
-    assert unseal(resealed, trust=gate, expected=binding, now=NOW + timedelta(days=11)).verifier_kid == new_kid
+    # a re-seal without a new capture: the key officer re-wraps the content key to the current keys; the signed
+    # template inside is untouched (same ciphertext), and the gate opens it with the new key
+    resealed = sealed.rewrap(old_card, trust=ks.gate_trust(), recipients=ks.seal_recipients(),
+                             now=NOW + timedelta(days=11))
+    assert sealed.recipient_kids(resealed) == [new_kid] and sealed.recipient_kids(old_card) == [old_kid]
+    opened = unseal(resealed, trust=gate, expected=binding, now=NOW + timedelta(days=11))
+    assert opened.verifier_kid == new_kid and bytes(opened.template) == template
+    tampered = bytearray(old_card)
+    tampered[len(tampered) // 2] ^= 1
+    with pytest.raises(sealed.SealedTemplateError):
+        sealed.rewrap(bytes(tampered), trust=ks.gate_trust(), recipients=ks.seal_recipients(),
+                      now=NOW + timedelta(days=11))
     ks.retire_verifier(old_kid)
     gate = load_gate_bundle(ks.export_gate("gate-a1", tmp_path / "gate", site=SITE_A))
     assert set(gate.verifier_keys) == {new_kid}

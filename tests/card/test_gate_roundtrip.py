@@ -206,3 +206,29 @@ def test_revoked_card_is_refused_at_the_gate(issuer: Issuer, virtual_card_factor
     trust = load_gate_trust(issuer.store.export_gate_trust(tmp_path / "gate2"))
     with pytest.raises(sealed.CardCertificateError, match="revoked"):
         gate_read(trust, enrolled.card.reader_name)
+
+
+def test_reseal_card_after_a_rotation_needs_no_capture(virtual_card_factory: MakeCard, tmp_path: Path) -> None:
+    """`cardbound keys reseal-card` at the key officer: after a rotation the card is re-wrapped to the new key
+    (same signed template, no capture); once the old key's overlap has ended, only the re-sealed card opens."""
+    from cardbound.cli import main as cli_main
+
+    home = tmp_path / "officer"
+    store = KeyStore.init(home / "keys")
+    store.issue_station("desk1")
+    issuer = Issuer(store, store.station_credentials("desk1"), store.export_gate_trust(tmp_path / "gate"))
+    enrolled = enrol(issuer, virtual_card_factory())
+    old = store.current_verifier_kid()
+    store.rotate_verifier(overlap=timedelta(days=1))
+    assert cli_main(["--home", str(home), "keys", "reseal-card", "--reader", enrolled.card.reader_name]) == 0
+    with transport.connect(enrolled.card.reader_name, timeout=5.0) as conn:
+        session = PivSession(conn)
+        binding = CardBinding.for_card(enrolled.guid, authenticate_card(session).public_key)
+        resealed = read_sealed_template(session)
+    assert resealed is not None and sealed.recipient_kids(resealed) == [store.current_verifier_kid()] != [old]
+    trust = load_gate_trust(store.export_gate_trust(tmp_path / "gate"))
+    later = datetime.now(UTC) + timedelta(days=2)  # past the old key's overlap: cards sealed only to it are refused
+    with pytest.raises(sealed.VerifierKeyExpiredError):
+        unseal(enrolled.sealed, trust=trust, expected=binding, now=later)
+    opened = unseal(resealed, trust=trust, expected=binding, now=later)
+    assert bytes(opened.template) == enrolled.template

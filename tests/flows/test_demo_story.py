@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
+
+import pytest
 
 from audit.verify import verify_database
 from cardbound.home import Home
@@ -20,12 +23,25 @@ EXPECTED = [
 ]
 
 
-def test_the_demo_story(pcscd, faces_dir: Path, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+@pytest.mark.parametrize("backend", ["file", "pkcs11"])
+def test_the_demo_story(pcscd, faces_dir: Path, tmp_path: Path, backend: str) -> None:  # type: ignore[no-untyped-def]
+    """The story with a desk bundle and a gate bundle (no station opens the keystore), on encrypted key files and on
+    SoftHSM2 tokens (every private key non-extractable in a token; no private key file in the home)."""
     home = Home(tmp_path / "home").ensure()
     work = tmp_path / "cards"
     work.mkdir()
     said: list[str] = []
-    scenes = tell(home, faces_dir, work, say=said.append)
+    scenes = tell(home, faces_dir, work, say=said.append, backend=backend)
+    assert json.loads((home.desk_bundle / "bundle.json").read_text())["backend"] == backend
+    assert json.loads((home.gate_bundle / "bundle.json").read_text())["site"] == "BEANR-DEMO"
+    key_files = [p for p in home.root.rglob("*") if p.is_file() and (home.root / "token" / "store") not in p.parents
+                 and p.name != "holder-ref.key"  # an HMAC secret in a 0600 file (not yet in the token)
+                 and (p.suffix == ".key" or p.name.endswith(".ed25519") or b"PRIVATE KEY" in p.read_bytes())]
+    if backend == "pkcs11":
+        assert key_files == []  # CA, station, verifiers and the audit checkpoint key are all in tokens
+    else:
+        assert key_files and all(b"ENCRYPTED PRIVATE KEY" in p.read_bytes() for p in key_files
+                                 if not p.name.endswith(".ed25519"))
     assert [(s.title, s.decision.reason) for s in scenes] == EXPECTED
     for s in scenes:
         assert s.decision.accepted == (s.expected == "accept")
@@ -38,8 +54,11 @@ def test_the_demo_story(pcscd, faces_dir: Path, tmp_path: Path) -> None:  # type
     report = verify_database(home.audit_db)
     assert report.ok, [f.line() for f in report.findings]
     from audit import AuditLog
+    from card.keystore import KeyStore
+    from cardbound.story import audit_signer
 
-    with AuditLog.open_station(home.root, node_id=home.node_id) as log:
+    signer = audit_signer(KeyStore.open(home.keystore), home, said.append)  # the token's key, or None (file)
+    with AuditLog.open_station(home.root, node_id=home.node_id, signer=signer) as log:
         records = [log.entry(i).record() for i in range(log.size)]
     decisions = [r for r in records if r["type"] == "gate.decision"]
     assert len(decisions) == len(EXPECTED) and report.entries == len(records)
