@@ -114,6 +114,11 @@ class DeskKeys(Protocol):
     @property
     def can_issue_cards(self) -> bool: ...  # False for a desk bundle: blank cards go to the key officer
 
+    @property
+    def path(self) -> Path: ...  # the bundle (or keystore) directory; the issued-card register sits in it
+
+    def crl(self) -> x509.CertificateRevocationList: ...
+
     def station_credentials(self, name: str) -> StationCredentials: ...
 
     def seal_recipients(self, sites: list[str] | None = None) -> list[ec.EllipticCurvePublicKey]: ...

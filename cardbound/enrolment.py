@@ -14,7 +14,7 @@ import argparse
 from datetime import timedelta
 from pathlib import Path
 
-from card.keystore import KeyStore
+from card.bundles import DeskKeys
 from card.register import CardRegister, RegisterError
 from card.values import CardGuid
 from cardbound.exits import exit_code
@@ -32,7 +32,7 @@ def gate_config_path(args: argparse.Namespace) -> Path | None:
     return default if default.is_file() else None
 
 
-def load_rules(args: argparse.Namespace, keys: KeyStore) -> EnrolmentRules:
+def load_rules(args: argparse.Namespace, keys: DeskKeys) -> EnrolmentRules:
     from verify.config import ConfigError, GateConfig
 
     path = gate_config_path(args)
@@ -68,7 +68,9 @@ def holder_ref_key(args: argparse.Namespace) -> enrol_cli.Pseudonymise:
     from verify.banlist import BanListError, load_key, pseudonymise
 
     try:
-        key = load_key(args.home_dir.keystore / "holder-ref.key")
+        # From the desk bundle when there is one (`keys export-desk` carries it), else the station's keystore dir.
+        bundled = (args.bundle or args.home_dir.desk_bundle) / "holder-ref.key"
+        key = load_key(bundled if bundled.is_file() else args.home_dir.keystore / "holder-ref.key")
     except BanListError as exc:
         raise EnrolCommandError(f"holder-reference key: {exc} (create it with `cardbound gate pseudonymise "
                                 "--new-key`)", EnrolCommandFailure.KEYS) from None

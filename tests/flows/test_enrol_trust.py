@@ -31,7 +31,14 @@ def home(tmp_path_factory: pytest.TempPathFactory) -> Path:
     h = tmp_path_factory.mktemp("desk")
     assert cb(h, "keys", "init").returncode == 0
     assert cb(h, "keys", "issue-station", "desk-1").returncode == 0
+    assert cb(h, "keys", "export-desk", "desk-1", str(h / "desk")).returncode == 0  # the desk holds only this
     return h
+
+
+def issue(home: Path) -> None:
+    """Card issuance at the key officer (the CA signs the 9E certificate; a desk bundle holds no CA key)."""
+    res = cb(home, "keys", "personalise-card", "--reader", "0")
+    assert res.returncode == 0, res.stderr
 
 
 def enrol_args(*photos: Path, holder: str = HOLDER, category: str = "regular", until: str = "2028-06-30",
@@ -78,6 +85,7 @@ def test_every_cross_person_portrait_pair_disagrees_and_genuine_sets_agree(faces
 def test_two_people_on_one_card_refused_end_to_end(home: Path, virtual_card, faces_dir: Path) -> None:  # type: ignore[no-untyped-def]
     kit = faces_dir / PORTRAITS / "kit_harington/johnsnow_test1.jpg"
     rose = faces_dir / PORTRAITS / "rose_leslie/img1.jpg"
+    issue(home)
     before = virtual_card.image.read_bytes()
     res = cb(home, *enrol_args(kit, rose))
     assert res.returncode == ExitCode.SAMPLES_DISAGREE, res.stderr
@@ -93,6 +101,7 @@ def test_refusals_of_point_2_happen_before_the_card_is_touched_and_revocation_by
     home: Path, virtual_card, faces_dir: Path
 ) -> None:
     obama = faces_dir / PORTRAITS / "obama"
+    issue(home)
     ok = cb(home, *enrol_args(obama / "obama.jpg", obama / "obama3.jpg"))
     assert ok.returncode == 0, ok.stderr
     enrolled = one_object(ok)
@@ -126,6 +135,8 @@ def test_refusals_of_point_2_happen_before_the_card_is_touched_and_revocation_by
     assert json.loads(cb(home, "card", "lookup", serial, "--json").stdout)["card_id"] == card_id
     revoked = cb(home, "keys", "revoke-card", card_id)
     assert revoked.returncode == 0 and card_id in revoked.stdout, revoked.stderr
+    # the new CRL reaches the desk in a re-exported bundle, as it reaches the gates
+    assert cb(home, "keys", "export-desk", "desk-1", str(home / "desk")).returncode == 0
     res = cb(home, *enrol_args(obama / "obama.jpg", extra=("--replace",)))
     out = one_object(res)
     assert res.returncode == ExitCode.CARD_REVOKED and out["failure"] == "CARD_REVOKED", res.stderr
