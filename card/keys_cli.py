@@ -174,14 +174,26 @@ def _export_desk(args: argparse.Namespace) -> int:
 
 def _personalise_card(args: argparse.Namespace) -> int:
     """Card issuance needs the CA (it signs the card's 9E certificate): done at the key officer's station."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives.asymmetric import ec
+
     from card import apdu, transport
     from card.personalise import PersonalisationError, personalise
     from card.piv import PivFormatError, PivSession
+    from card.register import CardRegister
+    from card.values import CardGuid
 
     store = _open(args)
+    register = CardRegister.beside(store.path)
+
+    def issue(guid: bytes, public_key: ec.EllipticCurvePublicKey) -> x509.Certificate:
+        cert = store.issue_card_auth_certificate(guid, public_key)
+        register.record_issued(CardGuid(guid), cert.serial_number, cert.not_valid_after_utc)  # the issued-card register
+        return cert
+
     try:
         with transport.connect(args.reader, timeout=args.timeout) as conn:
-            done = personalise(PivSession(conn), store.issue_card_auth_certificate, store.management_key_for)
+            done = personalise(PivSession(conn), issue, store.management_key_for)
     except (transport.TransportError, apdu.ApduError, PivFormatError, PersonalisationError) as exc:
         raise CardCommandError(f"card personalisation failed: {exc}", CardFailure.CARD_ERROR) from None
     from audit import KeyIssued

@@ -29,7 +29,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     p.add_argument("--tls-key", type=Path, help="TLS private key (PEM)")
     p.add_argument("--station", default="desk-1", help="enrolment station name (its certificate signs templates)")
     p.add_argument("--bundle", type=Path, metavar="DIR",
-                   help="desk bundle from `cardbound keys export-desk STATION DIR` (default: HOME/desk)")
+                   help="desk bundle from `cardbound keys export-desk STATION DIR` (default: HOME/desk-keys)")
     p.add_argument("--gate-config", type=Path,
                    help="gate configuration (TOML) whose policy the desk applies: categories, longest validity, "
                         "revoked cards (default: HOME/config/gate.toml if present, else the built-in rules)")

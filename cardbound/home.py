@@ -53,13 +53,14 @@ class Home:
 
     @property
     def desk_bundle(self) -> Path:
-        """The enrolment desk's bundle (`cardbound keys export-desk STATION DIR`), default place."""
-        return self.root / "desk"
+        """The enrolment desk's bundle (`cardbound keys export-desk STATION DIR`), default place
+        (HOME/desk holds the desk web app's operator register)."""
+        return self.root / "desk-keys"
 
     @property
     def gate_bundle(self) -> Path:
         """The gate's bundle (`cardbound keys export-gate GATE DIR`), default place."""
-        return self.root / "gate"
+        return self.root / "gate-keys"
 
     @property
     def audit_db(self) -> Path:

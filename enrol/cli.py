@@ -90,7 +90,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--replace", action="store_true", help="re-enrol a card that already holds a template (audited)")
     p.add_argument("--station", default="desk-1", help="enrolment station name (its certificate signs the template)")
     p.add_argument("--bundle", type=Path, metavar="DIR",
-                   help="desk bundle from `cardbound keys export-desk STATION DIR` (default: HOME/desk)")
+                   help="desk bundle from `cardbound keys export-desk STATION DIR` (default: HOME/desk-keys)")
     p.add_argument("--operator", default="operator", help="operator id recorded in the audit log")
     p.add_argument("--card-timeout", type=float, default=10.0, help="seconds to wait for a card (default 10)")
     p.add_argument("--lang", choices=messages.LANGS, default="en", help="language of the messages (fr, nl, en)")

@@ -38,7 +38,7 @@ def _add_source_args(p: argparse.ArgumentParser, required: bool) -> None:
 def _add_common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", type=Path, help="gate configuration (TOML); default: built-in policy")
     p.add_argument("--trust", type=Path, metavar="DIR",
-                   help="gate bundle from `cardbound keys export-gate GATE DIR` (default: HOME/gate)")
+                   help="gate bundle from `cardbound keys export-gate GATE DIR` (default: HOME/gate-keys)")
     p.add_argument("--gate-id", help="gate id for decisions and audit events (overrides the config)")
     p.add_argument("--lang", choices=("fr", "nl", "en"), default="en", help="language of the human message")
 

@@ -36,7 +36,10 @@ from selenium.webdriver.support.ui import Select, WebDriverWait
 from audit import AuditLog
 from audit.atrest import scan
 from biometric.quality import MESSAGES, QualityReason
+from card import transport
 from card.keystore import KeyStore
+from card.personalise import personalise
+from card.piv import PivSession
 from card.virtual.harness import VirtualCardProcess
 from cardbound.home import Home
 from enrol.desk.i18n import t
@@ -116,11 +119,15 @@ def station(pcscd: Any, faces_dir: Path, tmp_path_factory: pytest.TempPathFactor
     fd = os.open(home.keystore / "holder-ref.key", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "w") as f:
         f.write(secrets.token_hex(32) + "\n")
+    ks.export_desk("desk-1", home.desk_bundle)  # the desk holds only its bundle, the gate only its own
+    ks.export_gate("gate-1", home.gate_bundle)
     out = base / "screenshots"
     out.mkdir()
     video = browser.write_y4m(faces_dir / "portraits/face_recognition/obama/obama.jpg", base / "camera.y4m")
     card = VirtualCardProcess(base / "card.json", reader=0)
     card.insert()
+    with transport.connect(card.reader_name, timeout=5) as conn:  # card issuance at the key officer (CA)
+        personalise(PivSession(conn), ks.issue_card_auth_certificate, ks.management_key_for)
     port = _free_port()
     trace = base / "desk.trace"
     log = base / "desk.log"

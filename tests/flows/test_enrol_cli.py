@@ -31,7 +31,7 @@ def home(tmp_path_factory: pytest.TempPathFactory) -> Path:
     h = tmp_path_factory.mktemp("station")
     assert cb(h, "keys", "init").returncode == 0
     assert cb(h, "keys", "issue-station", "desk-1").returncode == 0
-    assert cb(h, "keys", "export-desk", "desk-1", str(h / "desk")).returncode == 0  # the desk holds only this
+    assert cb(h, "keys", "export-desk", "desk-1", str(h / "desk-keys")).returncode == 0  # the desk holds only this
     return h
 
 
@@ -52,7 +52,9 @@ def enrol_args(reader: str, *photos: Path, extra: tuple[str, ...] = ()) -> list[
 def test_enrol_success_then_already_enrolled(home: Path, virtual_card, faces_dir: Path) -> None:  # type: ignore[no-untyped-def]
     obama = faces_dir / "portraits/face_recognition/obama"
     blank = cb(home, *enrol_args("0", obama / "obama.jpg"))  # a desk cannot issue a card: no CA key
-    assert blank.returncode == ExitCode.KEYS and "key officer" in blank.stderr and "Traceback" not in blank.stderr
+    assert blank.returncode == ExitCode.KEYS and "Traceback" not in blank.stderr
+    refused = json.loads(blank.stdout.strip().splitlines()[-1])
+    assert refused["failure"] == "KEYS" and "key officer" in refused["detail"] and refused["stage"] == "inspect"
     issue(home)
     res = cb(home, *enrol_args("0", obama / "obama.jpg", obama / "obama3.jpg"))
     assert res.returncode == 0, res.stderr

@@ -31,7 +31,7 @@ def home(tmp_path_factory: pytest.TempPathFactory) -> Path:
     h = tmp_path_factory.mktemp("desk")
     assert cb(h, "keys", "init").returncode == 0
     assert cb(h, "keys", "issue-station", "desk-1").returncode == 0
-    assert cb(h, "keys", "export-desk", "desk-1", str(h / "desk")).returncode == 0  # the desk holds only this
+    assert cb(h, "keys", "export-desk", "desk-1", str(h / "desk-keys")).returncode == 0  # the desk holds only this
     return h
 
 
@@ -136,7 +136,7 @@ def test_refusals_of_point_2_happen_before_the_card_is_touched_and_revocation_by
     revoked = cb(home, "keys", "revoke-card", card_id)
     assert revoked.returncode == 0 and card_id in revoked.stdout, revoked.stderr
     # the new CRL reaches the desk in a re-exported bundle, as it reaches the gates
-    assert cb(home, "keys", "export-desk", "desk-1", str(home / "desk")).returncode == 0
+    assert cb(home, "keys", "export-desk", "desk-1", str(home / "desk-keys")).returncode == 0
     res = cb(home, *enrol_args(obama / "obama.jpg", extra=("--replace",)))
     out = one_object(res)
     assert res.returncode == ExitCode.CARD_REVOKED and out["failure"] == "CARD_REVOKED", res.stderr

@@ -76,13 +76,13 @@ def test_enrol_and_verify_write_only_the_audit_log(pcscd, virtual_card, faces_di
     home = tmp_path / "home"
     ks = KeyStore.init(home / "keys")
     ks.issue_station("desk-1")
-    ks.export_desk("desk-1", home / "desk")
-    ks.export_gate("gate-1", home / "gate")
+    ks.export_desk("desk-1", home / "desk-keys")
+    ks.export_gate("gate-1", home / "gate-keys")
     with transport.connect(virtual_card.reader_name, timeout=5) as conn:  # card issuance, at the key officer
         personalise(PivSession(conn), ks.issue_card_auth_certificate, ks.management_key_for)
     root = faces_dir / "portraits/face_recognition"
     runs = {
-        "enrol": ["enrol", "--reader", "0", "--photo", str(root / "obama/obama.jpg"), "--holder-ref", "ab" * 16,
+        "enrol": ["enrol", "--reader", "0", "--photo", str(root / "obama/obama.jpg"), "--holder-ref", "ab" * 32,
                   "--category", "regular", "--valid-until", (datetime.now(UTC) + timedelta(days=90)).date().isoformat()],
         "verify": ["verify", "--once", "--reader", "0", "--photo", str(root / "obama/obama2.jpg")],
     }
