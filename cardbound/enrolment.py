@@ -44,7 +44,7 @@ def load_rules(args: argparse.Namespace, keys: DeskKeys) -> EnrolmentRules:
             raise EnrolCommandError(f"gate configuration: {exc}", EnrolCommandFailure.CONFIG) from None
     revoked_list = cfg.revoked if cfg is not None else None
     crl = keys.crl()
-    register = CardRegister.beside(keys.path)
+    register = CardRegister.beside(args.home_dir.keystore)  # the issued-card register (not in a desk bundle)
 
     def revoked(guid: CardGuid, serial: int | None) -> str | None:
         if revoked_list is not None and revoked_list.is_revoked(guid.value):
