@@ -287,6 +287,13 @@ def _probe_write_watch(cfg: ProbeConfig, ctx: _Ctx, inputs: dict[str, str]) -> l
     for d in (home, tmp, user):
         d.mkdir(mode=0o700)
     env = _env(cfg, TMPDIR=str(tmp), HOME=str(user))
+    if not env.get("CARDBOUND_KEY_PASSPHRASE_FILE") and not env.get("CARDBOUND_KEY_PASSPHRASE"):
+        # private keys are encrypted at rest (issue 11): the probe's own throw-away passphrase, 0600
+        secret = scratch / "key-passphrase"
+        fd = os.open(secret, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as secret_out:
+            secret_out.write(secrets.token_urlsafe(24) + "\n")
+        env["CARDBOUND_KEY_PASSPHRASE_FILE"] = str(secret)
     source = ctx.source = scratch / ("source" + cfg.enrol_photo.suffix.lower())
     shutil.copyfile(cfg.enrol_photo, source)  # the "photo file" the desk receives; --delete-source destroys it
     os.chmod(source, 0o600)
@@ -296,6 +303,9 @@ def _probe_write_watch(cfg: ProbeConfig, ctx: _Ctx, inputs: dict[str, str]) -> l
     # a new gate runs at ISPS level 3 (fail closed) until the duty officer sets the level, audited
     _checked(cfg, ["--home", str(home), "gate", "level", "1", "--site", "probe-site", "--operator",
                    "evidence-probe"], env, cwd=scratch)
+    # the desk and the gate run on their own bundles, never on the keystore (issue 11)
+    _checked(cfg, ["--home", str(home), "keys", "export-desk", "probe-desk", str(home / "desk-keys")], env, cwd=scratch)
+    _checked(cfg, ["--home", str(home), "keys", "export-gate", "probe-gate", str(home / "gate-keys")], env, cwd=scratch)
     ref = _checked(cfg, ["--home", str(home), "gate", "pseudonymise", "--new-key"], env, cwd=scratch,
                    stdin=PROBE_NATIONAL_NUMBER + "\n").strip().splitlines()[-1]
     pcscd: subprocess.Popen[bytes] | None = None
@@ -312,6 +322,9 @@ def _probe_write_watch(cfg: ProbeConfig, ctx: _Ctx, inputs: dict[str, str]) -> l
                                      "--reader", str(cfg.reader)], env=env, cwd=scratch, stdin=subprocess.DEVNULL,
                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             valid = f"{datetime.now(UTC).year + 1}-12-31"
+            # card issuance at the key officer (the CA signs the card's 9E certificate; a desk cannot)
+            _checked(cfg, ["--home", str(home), "keys", "personalise-card", "--reader", str(cfg.reader),
+                           "--timeout", "20"], env, cwd=scratch)
             cfg.say("probe: enrolment under strace (installed `cardbound enrol`)")
             enrolled = writewatch.run(
                 [*cfg.cardbound, "--home", str(home), "enrol", "--reader", str(cfg.reader), "--photo", str(source),
