@@ -40,6 +40,8 @@ from card import transport
 from card.keystore import KeyStore
 from card.personalise import personalise
 from card.piv import PivSession
+from card.register import CardRegister
+from card.values import CardGuid
 from card.virtual.harness import VirtualCardProcess
 from cardbound.home import Home
 from enrol.desk.i18n import t
@@ -126,8 +128,15 @@ def station(pcscd: Any, faces_dir: Path, tmp_path_factory: pytest.TempPathFactor
     video = browser.write_y4m(faces_dir / "portraits/face_recognition/obama/obama.jpg", base / "camera.y4m")
     card = VirtualCardProcess(base / "card.json", reader=0)
     card.insert()
-    with transport.connect(card.reader_name, timeout=5) as conn:  # card issuance at the key officer (CA)
-        personalise(PivSession(conn), ks.issue_card_auth_certificate, ks.management_key_for)
+    register = CardRegister.beside(home.keystore)
+
+    def issue(guid: bytes, public_key: Any) -> Any:  # card issuance at the key officer (CA), in the register
+        cert = ks.issue_card_auth_certificate(guid, public_key)
+        register.record_issued(CardGuid(guid), cert.serial_number, cert.not_valid_after_utc)
+        return cert
+
+    with transport.connect(card.reader_name, timeout=5) as conn:
+        personalise(PivSession(conn), issue, ks.management_key_for)
     port = _free_port()
     trace = base / "desk.trace"
     log = base / "desk.log"
