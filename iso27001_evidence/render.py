@@ -322,6 +322,8 @@ def page(lang: str, run: ProbeRun, facts: AuditFacts | None, audit_error: str | 
         out.append(f"<p><b>{_e(NOT_CONFIGURED)}</b> — {_e(ops.get('detail', ''))}</p>")
     else:
         out.append(f"<p>source : {_e(ops.get('source'))}</p>")
+        if not ops["operators"]:
+            out.append(f"<p>{_e(t('none'))} (aucun opérateur enregistré au guichet / no desk operator)</p>")
         out.append(_table(["operator", "role", "created", "credentials (id, created, last used, counter)"], [
             (o.get("operator_id"), o.get("role"), o.get("created"),
              "; ".join(f"{c.get('id')} {c.get('created')} → {c.get('last_used') or '—'} ({c.get('sign_count')})"

@@ -310,13 +310,16 @@ def test_operator_inventory_reads_the_desk_register_or_says_not_configured(tmp_p
 
     home = tmp_path / "home"
     home.mkdir()
-    assert sources.operator_inventory(CARDBOUND, home)["operators"] == sources.NOT_CONFIGURED
-    (home / "desk").mkdir()
+    empty = sources.operator_inventory(CARDBOUND, home)
+    # the installed desk's inventory command (issue 13) is the source; a home without a desk has no operator
+    assert empty["source"] == "cardbound desk operators --json" and empty["operators"] == []
+    (home / "desk").mkdir(exist_ok=True)
     (home / "desk" / "operators.json").write_text(json.dumps({"version": 1, "invitations": [], "operators": {
         "alice": {"operator_id": "alice", "role": "admin", "lang": "fr", "created": "2026-11-30T10:00:00+00:00",
                   "credentials": [{"credential_id": "ab" * 32, "data": "cd" * 100, "sign_count": 7,
                                    "created": "2026-11-30T10:01:00+00:00", "last_used": "2026-12-01T07:00:00+00:00"}]}}}))
     inv = sources.operator_inventory(CARDBOUND, home)
+    assert inv["source"] == "cardbound desk operators --json"
     (op,) = inv["operators"]
     assert op["operator_id"] == "alice" and op["role"] == "admin"
     assert op["credentials"][0]["sign_count"] == 7 and op["credentials"][0]["id"].startswith("abab")
