@@ -6,7 +6,8 @@ Frames: a real portrait (shared/faces, read in place) scaled to 70 % of the fram
 `extra_info` records the distance between the two pipelines' templates of the same frame, to show that the speed-up
 costs no accuracy on this input (the LFW report in docs/biometric.md is the real accuracy evidence).
 
-Run: `bash scripts/bench.sh benchmarks/test_bench_biometric.py`
+Run: `bash scripts/bench.sh benchmarks/test_bench_biometric.py -s` (with -s, a summary of the frame → template
+medians and the dlib build — BLAS, SIMD level — is printed at the end).
 """
 
 from __future__ import annotations
@@ -21,6 +22,20 @@ from biometric import FaceEngine, Template, compare, load_path
 FACES = Path(__file__).resolve().parents[2] / "shared" / "faces"
 PORTRAIT = FACES / "portraits" / "face_recognition" / "obama" / "obama.jpg"
 SIZES = {"640x480": (640, 480), "1280x720": (1280, 720)}
+MEDIANS: dict[tuple[str, str], float] = {}
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _summary():  # type: ignore[no-untyped-def]
+    yield
+    from biometric.buildinfo import build_info
+
+    print("\n\nframe -> template, median ms (same in-memory frame for both pipelines)")
+    for size in SIZES:
+        ours, stock = MEDIANS.get(("cardbound", size)), MEDIANS.get(("stock", size))
+        if ours is not None and stock is not None:
+            print(f"  {size:>9}: cardbound {ours:7.1f}   stock face_recognition {stock:7.1f}   ({stock / ours:.1f}x)")
+    print("  dlib: " + ", ".join(f"{k}={v}" for k, v in build_info().items()))
 
 
 def _canvas(size: tuple[int, int]) -> np.ndarray:
@@ -102,12 +117,14 @@ def test_frame_to_template_cardbound(benchmark, engine: FaceEngine, fr, frame: n
     t = benchmark.pedantic(run, rounds=_rounds(frame), warmup_rounds=1)
     stock = Template.from_descriptor(np.asarray(fr.face_encodings(frame)[0]))
     benchmark.extra_info["distance_to_stock_template"] = round(compare(t, stock), 4)
+    MEDIANS[("cardbound", f"{frame.shape[1]}x{frame.shape[0]}")] = benchmark.stats.stats.median * 1000
 
 
 def test_frame_to_template_stock(benchmark, fr, frame: np.ndarray) -> None:  # type: ignore[no-untyped-def]
     benchmark.group = f"frame -> template {frame.shape[1]}x{frame.shape[0]}"
     encs = benchmark.pedantic(fr.face_encodings, args=(frame,), rounds=_rounds(frame), warmup_rounds=1)
     assert len(encs) == 1
+    MEDIANS[("stock", f"{frame.shape[1]}x{frame.shape[0]}")] = benchmark.stats.stats.median * 1000
 
 
 def test_compare_cardbound(benchmark, engine: FaceEngine) -> None:  # type: ignore[no-untyped-def]

@@ -130,6 +130,7 @@ class ProbeResult:
     capture_ms: float = 0.0
     compare_ms: float = 0.0
     faces: int = 0  # faces detected in the frame that was compared (0 when none was)
+    frames_used: int = 0  # frames fused into the probe (0 when there is no distance)
 
 
 def quality_score(metrics: QualityMetrics, cfg: QualityConfig) -> int:
@@ -210,6 +211,98 @@ def _sample_agreement(
             v.wipe()
 
 
+@dataclass(eq=False)
+class LiveProbe:
+    """A fused live probe, before any reference is known (the gate captures while the card is being read).
+    Wipe it (or `compare_with` it, which wipes) before the decision is returned."""
+
+    template: Template | None  # None: no live frame passed the quality gate in time
+    frames_seen: int
+    frames_used: int
+    reasons: list[str] = field(default_factory=list)
+    capture_ms: float = 0.0  # frames, detection, quality
+    describe_ms: float = 0.0  # descriptors and fusion
+    faces: int = 0  # most faces detected in a frame that was fused (the gate's policy decides what a second means)
+
+    def wipe(self) -> None:
+        if self.template is not None:
+            self.template.wipe()
+            self.template = None
+
+    def compare_with(self, reference: Template) -> ProbeResult:
+        """The 1:1 distance to `reference`; the probe is wiped whatever happens."""
+        try:
+            if self.template is None:
+                return ProbeResult(None, self.frames_seen, self.reasons, self.capture_ms, 0.0)
+            t = time.perf_counter()
+            distance = compare(reference, self.template)
+            compare_ms = self.describe_ms + (time.perf_counter() - t) * 1000
+            return ProbeResult(distance, self.frames_seen, self.reasons, self.capture_ms, compare_ms,
+                               faces=self.faces, frames_used=self.frames_used)
+        finally:
+            self.wipe()
+
+
+def live_probe(
+    engine: FaceEngine,
+    frames: Iterable[Frame],
+    *,
+    budget_s: float = 2.0,
+    quality: QualityConfig = GATE,
+    allow_several: bool = True,
+    fuse: int = 1,
+) -> LiveProbe:
+    """Take live frames until `fuse` of them pass the gate's quality check (or the frames or the time budget run
+    out, keeping what passed by then) and fuse them into one probe template.
+
+    Fusion (`fuse` > 1): the mean of the frames' unit descriptors, renormalised — one template, one distance, the
+    same comparison as for a single frame (docs/biometric.md, "Several frames per decision"). Each frame is wiped
+    once analysed, each descriptor once added."""
+    if fuse < 1:
+        raise ValueError("fuse must be >= 1")
+    reasons: list[str] = []
+    t0 = time.perf_counter()
+    seen = used = faces = 0
+    acc: np.ndarray | None = None
+    describe_s = 0.0
+    try:
+        for frame in frames:
+            seen += 1
+            try:
+                sample = engine.analyse(frame, quality=quality, allow_several=allow_several)
+            except QualityFailure as exc:
+                reasons.extend(r.value for r in exc.reasons)
+                if time.perf_counter() - t0 > budget_s:
+                    break
+                continue
+            finally:
+                wipe(frame)
+            t1 = time.perf_counter()
+            faces = max(faces, sample.quality.faces)
+            try:
+                d = engine.descriptor(sample)
+            finally:
+                sample.wipe()
+            acc = d / np.linalg.norm(d) if acc is None else acc + d / np.linalg.norm(d)
+            d.fill(0.0)
+            used += 1
+            describe_s += time.perf_counter() - t1
+            if used >= fuse or time.perf_counter() - t0 > budget_s:
+                break
+        if acc is None:
+            if not reasons and seen == 0:
+                reasons.append(QualityReason.NO_FACE.value)
+            return LiveProbe(None, seen, 0, reasons, (time.perf_counter() - t0) * 1000)
+        t2 = time.perf_counter()
+        template = Template.from_descriptor(acc)
+        capture_ms = (t2 - t0 - describe_s) * 1000
+        return LiveProbe(template, seen, used, reasons, capture_ms, (describe_s + time.perf_counter() - t2) * 1000,
+                         faces)
+    finally:
+        if acc is not None:
+            acc.fill(0.0)
+
+
 def probe_distance(
     engine: FaceEngine,
     reference: Template,
@@ -218,38 +311,12 @@ def probe_distance(
     budget_s: float = 2.0,
     quality: QualityConfig = GATE,
     allow_several: bool = True,
+    fuse: int = 1,
 ) -> ProbeResult:
-    """Take live frames until one passes the gate's quality check or the time budget runs out; compare that one
-    probe 1:1 with `reference`. The probe is wiped before returning; only the distance leaves."""
-    reasons: list[str] = []
-    t0 = time.perf_counter()
-    seen = 0
-    for frame in frames:
-        seen += 1
-        try:
-            sample = engine.analyse(frame, quality=quality, allow_several=allow_several)
-        except QualityFailure as exc:
-            reasons.extend(r.value for r in exc.reasons)
-            if time.perf_counter() - t0 > budget_s:
-                break
-            continue
-        finally:
-            wipe(frame)
-        t1 = time.perf_counter()
-        faces = sample.quality.faces  # the gate's policy decides what a second face means
-        try:
-            probe = engine.probe_template(sample)
-        finally:
-            sample.wipe()
-        try:
-            distance = compare(reference, probe)
-        finally:
-            probe.wipe()
-        t2 = time.perf_counter()
-        return ProbeResult(distance, seen, reasons, (t1 - t0) * 1000, (t2 - t1) * 1000, faces)
-    if not reasons and seen == 0:
-        reasons.append(QualityReason.NO_FACE.value)
-    return ProbeResult(None, seen, reasons, (time.perf_counter() - t0) * 1000, 0.0)
+    """`live_probe` then the 1:1 comparison with `reference`; the probe is wiped before returning and only the
+    distance leaves."""
+    probe = live_probe(engine, frames, budget_s=budget_s, quality=quality, allow_several=allow_several, fuse=fuse)
+    return probe.compare_with(reference)
 
 
 class _counting(Iterator[Frame]):  # noqa: N801 - a tiny iterator adapter, used like a function
@@ -267,9 +334,11 @@ __all__ = [
     "SAMPLE_AGREEMENT_THRESHOLD",
     "EnrolmentCapture",
     "ImageError",
+    "LiveProbe",
     "ProbeResult",
     "SampleSource",
     "enrolment_template",
+    "live_probe",
     "probe_distance",
     "quality_score",
 ]

@@ -106,8 +106,14 @@ class _Models:
     _inst: _Models | None = None
 
     def __init__(self) -> None:
+        import os
         import warnings
 
+        # dlib's descriptor runs on OpenBLAS; one thread. On this project's 2-core machines a second BLAS thread
+        # gains little on a 150×150 chip and, when the other core is busy (the gate's card transaction, a second
+        # worker, other load), makes the descriptor 5-20× slower and erratic (measured: 22-540 ms instead of a
+        # steady ~25 ms under load). Read by OpenBLAS when `import dlib` loads it; an explicit setting wins.
+        os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
         import dlib
 
         with warnings.catch_warnings():
@@ -149,8 +155,13 @@ class FaceEngine:
         return _Models.get()
 
     def warm_up(self) -> None:
-        """Load the models now (about 1 s) instead of on the first frame."""
-        _ = self._m
+        """Load the models now (about 1 s) and run each once on blank images (no face, no biometric data), so
+        that the first real frame pays for no lazy initialisation (buffers, BLAS set-up, OpenCV kernels)."""
+        m = self._m
+        blank = np.full((360, 640, 3), 128, dtype=np.uint8)
+        m.hog.run(blank, 0, 0.0)
+        _resize(np.full((720, 1280, 3), 128, dtype=np.uint8), 0.5)
+        m.resnet.compute_face_descriptor(np.full((CHIP_SIZE, CHIP_SIZE, 3), 128, dtype=np.uint8))
 
     # -- detection -----------------------------------------------------------------------------------------
     def detect(self, frame: Frame, *, small_faces: bool = False) -> list[Box]:

@@ -277,6 +277,12 @@ class WorkerContext:
     def __init__(self, report: SandboxReport) -> None:
         self.report = report
         self._engine: Any = None
+        self.pending: Any = None  # the live probe captured ahead of its reference (`probe_capture`), if any
+
+    def drop_pending(self) -> None:
+        if self.pending is not None:
+            self.pending.wipe()
+            self.pending = None
 
     @property
     def engine(self) -> Any:
@@ -293,7 +299,8 @@ def no_handlers() -> dict[str, Handler]:
 
 def face_handlers() -> dict[str, Handler]:
     return {"enrol_template": _h_enrol_template, "verify_probe": _h_verify_probe,
-            "frame_quality": _h_frame_quality, "enrol_frames": _h_enrol_frames}
+            "frame_quality": _h_frame_quality, "enrol_frames": _h_enrol_frames,
+            "probe_capture": _h_probe_capture, "probe_compare": _h_probe_compare, "probe_discard": _h_probe_discard}
 
 
 def _encoded_frames(payload: bytearray | None, lengths: list[int]) -> Iterator[Any]:
@@ -380,7 +387,7 @@ def _h_enrol_template(
 
 def _h_verify_probe(
     ctx: WorkerContext, payload: bytearray | None, source: SampleSource, threshold: float | None, budget_s: float,
-    preset: str, allow_several: bool,
+    preset: str, allow_several: bool, fuse: int = 1,
 ) -> HandlerResult:
     from biometric.capture import probe_distance
     from biometric.quality import PRESETS
@@ -391,14 +398,62 @@ def _h_verify_probe(
     reference = Template.from_bytes(payload)
     try:
         res = probe_distance(ctx.engine, reference, source.frames(), budget_s=budget_s, quality=PRESETS[preset],
-                             allow_several=allow_several)
+                             allow_several=allow_several, fuse=fuse)
     finally:
         reference.wipe()
     matched = None if threshold is None else (res.distance is not None and res.distance <= threshold)
     meta = {"distance": res.distance, "matched": matched, "frames_seen": res.frames_seen,
             "reasons": list(res.reasons), "capture_ms": res.capture_ms, "compare_ms": res.compare_ms,
-            "faces": res.faces}
+            "faces": res.faces, "frames_used": res.frames_used}
     return meta, None
+
+
+def _h_probe_capture(
+    ctx: WorkerContext, payload: bytearray | None, source: SampleSource, budget_s: float, preset: str,
+    allow_several: bool, fuse: int,
+) -> HandlerResult:
+    """First half of a gate probe, started when the card is detected: capture and fuse the live probe, keep it
+    here (never sent), wait for `probe_compare` or `probe_discard`. A new capture wipes any earlier one."""
+    from biometric.capture import live_probe
+    from biometric.quality import PRESETS
+
+    ctx.drop_pending()
+    probe = live_probe(ctx.engine, source.frames(), budget_s=budget_s, quality=PRESETS[preset],
+                       allow_several=allow_several, fuse=fuse)
+    ctx.pending = probe
+    meta = {"frames_seen": probe.frames_seen, "frames_used": probe.frames_used, "reasons": list(probe.reasons),
+            "capture_ms": probe.capture_ms, "acquired": probe.template is not None, "faces": probe.faces}
+    return meta, None
+
+
+def _h_probe_compare(ctx: WorkerContext, payload: bytearray | None, threshold: float | None) -> HandlerResult:
+    """Second half: the 512-byte reference arrives; compare 1:1 with the pending probe and wipe both."""
+    from biometric.template import Template
+
+    if payload is None or len(payload) != TEMPLATE_BYTES:
+        ctx.drop_pending()
+        raise ValueError(f"probe_compare needs the {TEMPLATE_BYTES}-byte reference")
+    if ctx.pending is None:
+        raise LookupError("no pending probe")
+    probe, ctx.pending = ctx.pending, None
+    reference = Template.from_bytes(payload)
+    try:
+        res = probe.compare_with(reference)
+    finally:
+        reference.wipe()
+        probe.wipe()
+    matched = None if threshold is None else (res.distance is not None and res.distance <= threshold)
+    meta = {"distance": res.distance, "matched": matched, "frames_seen": res.frames_seen,
+            "reasons": list(res.reasons), "capture_ms": res.capture_ms, "compare_ms": res.compare_ms,
+            "faces": res.faces, "frames_used": res.frames_used}
+    return meta, None
+
+
+def _h_probe_discard(ctx: WorkerContext, payload: bytearray | None) -> HandlerResult:
+    """The card was refused (or needs no face): the pending probe is wiped unused."""
+    had = ctx.pending is not None
+    ctx.drop_pending()
+    return {"discarded": had}, None
 
 
 # Diagnostics: only registered when the parent asks for them (tests and the audit module's conformance probe).
@@ -858,6 +913,7 @@ class ProbeReply:
     capture_ms: float
     compare_ms: float
     faces: int = 0  # faces in the compared frame (the gate policy decides what a second one means)
+    frames_used: int = 0  # frames fused into the probe
 
 
 def _int(meta: Mapping[str, Any], key: str, lo: int, hi: int) -> int:
@@ -1012,35 +1068,135 @@ class FaceWorker(SandboxedWorker):
         preset: str = "gate",
         allow_several: bool = True,
         timeout_s: float | None = None,
+        fuse: int = 1,
     ) -> ProbeReply:
         """Send the 512-byte `reference` (read from the card) to the worker, which captures a live probe from
-        `source` within `budget_s`, compares 1:1 and wipes both. The deadline defaults to the budget + 5 s."""
+        `source` within `budget_s` (fusing up to `fuse` frames that pass the quality check), compares 1:1 and
+        wipes both. The deadline defaults to the budget + 5 s."""
         if not isinstance(source, SampleSource):
             raise TypeError("source must be a SampleSource (a description of the sample, never pixels)")
         if len(reference) != TEMPLATE_BYTES:
             raise ValueError(f"reference template must be {TEMPLATE_BYTES} bytes")
         if (threshold is not None and not 0.0 < threshold < 2.0) or not 0.0 < budget_s <= 60.0:
             raise ValueError("threshold must be in (0, 2) and budget_s in (0, 60]")
-        meta, _ = self.call("verify_probe", source, threshold, budget_s, preset, allow_several,
+        if not 1 <= fuse <= 30:
+            raise ValueError("fuse must be 1..30")
+        meta, _ = self.call("verify_probe", source, threshold, budget_s, preset, allow_several, fuse,
                             timeout_s=timeout_s if timeout_s is not None else budget_s + 5.0, payload=reference)
-        distance = meta.get("distance")
-        if distance is not None:
-            distance = _float(meta, "distance", 0.0, 2.0)
-        matched = meta.get("matched")
-        if threshold is None:
-            if matched is not None:
-                raise WorkerProtocolError("match flag without a threshold")
-        elif not isinstance(matched, bool) or matched != (distance is not None and distance <= threshold):
-            raise WorkerProtocolError("inconsistent match flag in reply")
-        return ProbeReply(
-            distance=distance,
-            matched=matched,
-            frames_seen=_int(meta, "frames_seen", 0, 10**6),
-            reasons=tuple(_reasons(meta)),
-            capture_ms=_float(meta, "capture_ms", 0.0, 1e7),
-            compare_ms=_float(meta, "compare_ms", 0.0, 1e7),
-            faces=_int(meta, "faces", 0, 1000),
-        )
+        return _probe_reply(meta, threshold)
+
+    def begin_probe(
+        self,
+        source: SampleSource,
+        *,
+        budget_s: float = 2.0,
+        preset: str = "gate",
+        allow_several: bool = True,
+        fuse: int = 1,
+    ) -> PendingProbe:
+        """Start capturing the live probe now, in the worker, while the caller reads the card; finish with
+        `PendingProbe.compare(reference, threshold)` or `.discard()` (one of them, always)."""
+        if not isinstance(source, SampleSource):
+            raise TypeError("source must be a SampleSource (a description of the sample, never pixels)")
+        if not 0.0 < budget_s <= 60.0 or not 1 <= fuse <= 30:
+            raise ValueError("budget_s must be in (0, 60] and fuse 1..30")
+        return PendingProbe(self, source, budget_s, preset, allow_several, fuse)
+
+
+class PendingProbe:
+    """A live capture running in the worker (driven from a parent thread) while the card transaction runs here.
+
+    The worker keeps the fused probe; only its quality reasons and timings come back. `compare` sends the
+    reference and returns the `ProbeReply`; `discard` makes the worker wipe the probe unused. The worker serves one
+    request at a time: nothing else may use it until `compare` or `discard` has returned."""
+
+    def __init__(self, worker: FaceWorker, source: SampleSource, budget_s: float, preset: str,
+                 allow_several: bool, fuse: int) -> None:
+        import threading
+
+        self._worker = worker
+        self._meta: dict[str, Any] | None = None
+        self._error: BaseException | None = None
+        self._done = False
+        self.started = time.perf_counter()
+        self.waited_ms = 0.0  # how long `compare`/`discard` waited for the capture to finish
+
+        def run() -> None:
+            try:
+                self._meta, _ = worker.call("probe_capture", source, budget_s, preset, allow_several, fuse,
+                                            timeout_s=budget_s + 5.0)
+            except BaseException as exc:  # re-raised in the caller's thread
+                self._error = exc
+
+        self._thread = threading.Thread(target=run, name="probe-capture", daemon=True)
+        self._thread.start()
+
+    def _join(self) -> None:
+        t = time.perf_counter()
+        self._thread.join()
+        self.waited_ms = (time.perf_counter() - t) * 1000
+        if self._error is not None:
+            raise self._error
+
+    def faces(self) -> int:
+        """Most faces seen in a fused frame (waits for the capture; 0 when nothing was acquired)."""
+        self._join()
+        assert self._meta is not None
+        return _int(self._meta, "faces", 0, 1000)
+
+    def compare(self, reference: bytes | bytearray, threshold: float | None) -> ProbeReply:
+        if self._done:
+            raise RuntimeError("probe already finished")
+        self._done = True
+        if len(reference) != TEMPLATE_BYTES:
+            self._join()
+            self._worker.call("probe_discard", timeout_s=5.0)
+            raise ValueError(f"reference template must be {TEMPLATE_BYTES} bytes")
+        if threshold is not None and not 0.0 < threshold < 2.0:
+            self._join()
+            self._worker.call("probe_discard", timeout_s=5.0)
+            raise ValueError("threshold must be in (0, 2)")
+        self._join()
+        assert self._meta is not None
+        if not self._meta.get("acquired"):
+            self._worker.call("probe_discard", timeout_s=5.0)
+            return ProbeReply(None, None if threshold is None else False, _int(self._meta, "frames_seen", 0, 10**6),
+                              tuple(_reasons(self._meta)), _float(self._meta, "capture_ms", 0.0, 1e7), 0.0)
+        meta, _ = self._worker.call("probe_compare", threshold, timeout_s=5.0, payload=reference)
+        return _probe_reply(meta, threshold)
+
+    def discard(self) -> None:
+        if self._done:
+            return
+        self._done = True
+        try:
+            self._join()
+        finally:
+            self._worker.call("probe_discard", timeout_s=5.0)
+
+
+def _probe_reply(meta: Mapping[str, Any], threshold: float | None) -> ProbeReply:
+    distance = meta.get("distance")
+    if distance is not None:
+        distance = _float(meta, "distance", 0.0, 2.0)
+    matched = meta.get("matched")
+    if threshold is None:
+        if matched is not None:
+            raise WorkerProtocolError("match flag without a threshold")
+    elif not isinstance(matched, bool) or matched != (distance is not None and distance <= threshold):
+        raise WorkerProtocolError("inconsistent match flag in reply")
+    return ProbeReply(
+        distance=distance,
+        matched=matched,
+        frames_seen=_int(meta, "frames_seen", 0, 10**6),
+        reasons=tuple(_reasons(meta)),
+        capture_ms=_float(meta, "capture_ms", 0.0, 1e7),
+        compare_ms=_float(meta, "compare_ms", 0.0, 1e7),
+        faces=_int(meta, "faces", 0, 1000),
+        frames_used=_int(meta, "frames_used", 0, 30),
+    )
+
+
 
 
 __all__ = [
@@ -1052,6 +1208,7 @@ __all__ = [
     "FaceWorker",
     "FrameQuality",
     "IsolationError",
+    "PendingProbe",
     "ProbeReply",
     "RequestFailed",
     "SampleUnusable",

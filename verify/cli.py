@@ -18,7 +18,7 @@ from card.sealed import GateTrust
 from verify.config import ConfigError
 from verify.decision import Decision, Reason
 from verify.errors import GateCommandError, GateFailure
-from verify.facematch import worker_match
+from verify.facematch import worker_match, worker_probe
 from verify.flow import Gate
 from verify.gateloop import DoorHook, GateLoop, HookError, Lane, LoopResult
 from verify.selfcheck import Check, Status, attempt, crl_check, source_check, worst
@@ -175,6 +175,8 @@ def _runtime(args: argparse.Namespace, source: SampleSource, settings: GateSetti
         audit=log,
         bans=settings.bans,
         is_revoked=settings.is_revoked,
+        # card and face in parallel: the worker captures while this process runs the card transaction
+        start_probe=worker_probe(worker, source, settings.time_budget_s),
     )
     return _Runtime(gate, worker, log)
 

@@ -44,6 +44,20 @@ class ProbeOutcome:
 Match = Callable[[bytearray, float, bool], ProbeOutcome]
 
 
+class ProbeSession(Protocol):
+    """A live capture already running (started when the card was detected), finished by exactly one call."""
+
+    def compare(self, reference: bytearray, threshold: float, allow_several: bool = True) -> ProbeOutcome: ...
+
+    def discard(self) -> None: ...
+
+
+#: Starts the live capture concurrently with the card transaction (the worker captures while this process reads
+#: the card); the comparison waits for both. Nothing biometric exists before `decide` is called for a presented
+#: card, and `discard` wipes the probe when the card is refused or needs no face.
+StartProbe = Callable[[], ProbeSession]
+
+
 class Policy(Protocol):
     def requirement(self, level: int, category: str) -> Requirement: ...
 
@@ -63,6 +77,8 @@ class Gate:
     bans: BanCheck | None = None
     is_revoked: Callable[[bytes], bool] = lambda guid: False
     now: Callable[[], datetime] = lambda: datetime.now(UTC)
+    #: When set, the face is captured in parallel with the card transaction and `match` is not used.
+    start_probe: StartProbe | None = None
 
     def decide_connection(self, conn: ApduConnection, *, reader_id: str | None = None,
                           lane_id: str | None = None) -> Decision:
@@ -124,6 +140,14 @@ class Gate:
         return decision
 
     def _decide(self, session: PivSession, level: int, t0: float) -> Decision:
+        probe = self.start_probe() if self.start_probe is not None else None
+        try:
+            return self._decide_with(probe, session, level)
+        finally:
+            if probe is not None:
+                probe.discard()  # no-op after compare; wipes the live probe on every other path
+
+    def _decide_with(self, probe: ProbeSession | None, session: PivSession, level: int) -> Decision:
         now = self.now()
         try:
             reading = read_card(session, self.trust, now=now, is_revoked=self.is_revoked)
@@ -161,7 +185,9 @@ class Gate:
                 return decision
             decision.threshold = req.threshold
             several_ok = getattr(req, "several_faces", "refuse") == "flag"
-            outcome = self.match(reading.unsealed.template, req.threshold, several_ok)
+            template = reading.unsealed.template
+            outcome = (probe.compare(template, req.threshold, several_ok) if probe
+                       else self.match(template, req.threshold, several_ok))
         finally:
             reading.wipe()  # the reference lives no longer than the comparison
         decision.timings_ms["capture"] = outcome.capture_ms

@@ -310,3 +310,43 @@ def test_probe_without_threshold_leaves_the_decision_to_the_caller(face_worker: 
     finally:
         ref.wipe()
     assert r.matched is None and r.distance is not None and r.distance > 0.42
+
+
+def test_probe_captured_before_the_reference_then_compared_or_discarded(face_worker: FaceWorker, fr: Path) -> None:
+    """Card and face in parallel: the worker captures the live probe before the reference arrives, keeps it to
+    itself, and compares it once (same distance as the one-shot request) or wipes it on `discard`."""
+    ref = face_worker.enrol_template(SampleSource.photos(str(fr / "obama" / "obama.jpg")))
+    assert ref.template is not None
+    live = SampleSource.photos(str(fr / "obama" / "obama3.jpg"))
+    try:
+        one_shot = face_worker.verify_probe(ref.template, live, threshold=0.42)
+        pending = face_worker.begin_probe(live)
+        parallel = pending.compare(ref.template, 0.42)
+        with pytest.raises(RuntimeError):
+            pending.compare(ref.template, 0.42)  # one comparison per capture
+        assert parallel.matched and parallel.distance == one_shot.distance and parallel.frames_used == 1
+
+        face_worker.begin_probe(live).discard()
+        with pytest.raises(RequestFailed) as info:  # nothing left to compare: the discarded probe is gone
+            face_worker.call("probe_compare", 0.42, timeout_s=5.0, payload=ref.template)
+        assert info.value.kind == "LookupError"
+
+        multi = SampleSource.photos(str(fr / "_multi_person" / "obama_and_biden.jpg"))
+        none = face_worker.begin_probe(multi, preset="desk", allow_several=False).compare(ref.template, 0.42)
+        assert none.distance is None and none.matched is False and "MULTIPLE_FACES" in none.reasons
+    finally:
+        ref.wipe()
+
+
+def test_fused_probe_uses_several_frames(face_worker: FaceWorker, fr: Path) -> None:
+    ref = face_worker.enrol_template(SampleSource.photos(str(fr / "obama" / "obama.jpg")))
+    assert ref.template is not None
+    frames = SampleSource.photos(*(str(fr / "obama" / n) for n in ("obama2.jpg", "obama3.jpg", "obama1.jpg")))
+    try:
+        fused = face_worker.verify_probe(ref.template, frames, threshold=0.42, fuse=3)
+        single = face_worker.verify_probe(ref.template, frames, threshold=0.42)
+    finally:
+        ref.wipe()
+    assert fused.frames_used == 3 and fused.frames_seen == 3 and fused.matched
+    assert single.frames_used == 1 and single.frames_seen == 1
+    assert fused.distance is not None and single.distance is not None and fused.distance != single.distance
