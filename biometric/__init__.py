@@ -36,6 +36,12 @@ inspects this API to keep it that way.
 
 from __future__ import annotations
 
+import os as _os
+
+# One OpenBLAS thread for dlib's descriptor (see biometric.engine._Models): set here too, at package import, so
+# that it also holds when something else loads dlib first in the process (face_recognition in the benchmarks).
+_os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+
 from biometric.engine import Box, EngineConfig, FaceEngine, Sample
 from biometric.errors import (
     BiometricError,
