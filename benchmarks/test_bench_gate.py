@@ -5,8 +5,9 @@ card transaction, then stock `face_recognition.face_encodings` on the full frame
 Run: `bash scripts/bench.sh benchmarks/test_bench_gate.py -s` (the summary table is printed at the end).
 Two live inputs: real portraits scaled onto a 1280×720 canvas in memory (`SampleSource.frame_size`), and the real
 1280×720 video clips of `shared/faces/video/obama/` as the camera (the card holder enrolled from his portrait; the
-clips rotate, one per decision). The video decisions run on a freshly started gate worker and the FIRST decision
-counts (the worker warms itself up at start-up); single-frame and fused (`fuse=3`) decisions are both measured.
+clips rotate, one per decision). The video decisions run as `cardbound gate` does them — the face captured in the
+worker while the card transaction runs (`Gate.start_probe`) — on a freshly started gate worker, and the FIRST
+decision counts (the worker warms itself up at start-up); single-frame and fused (`fuse=3`) decisions both.
 No frame is ever written to disk.
 """
 
@@ -33,7 +34,7 @@ from card.virtual.harness import VirtualCardProcess
 from enrol.facecapture import worker_capture
 from enrol.flow import EnrolRequest, enrol
 from verify.cardcheck import read_card
-from verify.facematch import worker_match
+from verify.facematch import worker_match, worker_probe
 from verify.flow import Gate
 from verify.station import BuiltinPolicy
 
@@ -103,14 +104,19 @@ def _video_decisions(benchmark, setup, fuse: int, key: str) -> None:  # type: ig
     ks, card, _, log, root = setup
     video = root.parents[1] / "video"
     with FaceWorker() as worker:  # a gate starting: the worker loads and warms its models before the first card
-        matches = [worker_match(worker, SampleSource("video", (str(video / c),), max_frames=30), 2.0, fuse)
-                   for c in CLIPS]
+        # the shipped gate path: the face is captured in the worker while the card transaction runs (start_probe)
+        starts = [worker_probe(worker, SampleSource("video", (str(video / c),), max_frames=30), 2.0, fuse)
+                  for c in CLIPS]
         turn = iter(range(10**9))
 
-        def rotating(reference: bytearray, threshold: float):  # type: ignore[no-untyped-def]
-            return matches[next(turn) % len(matches)](reference, threshold)
+        def rotating():  # type: ignore[no-untyped-def]
+            return starts[next(turn) % len(starts)]()
 
-        gate = Gate("gate-bench-video", ks.gate_trust(), BuiltinPolicy(), lambda: 1, rotating, log)
+        def unused(reference: bytearray, threshold: float):  # type: ignore[no-untyped-def]
+            raise AssertionError("the parallel path must not call match")
+
+        gate = Gate("gate-bench-video", ks.gate_trust(), BuiltinPolicy(), lambda: 1, unused, log,
+                    start_probe=rotating)
         stages: dict[str, list[float]] = {}
         totals: list[float] = []
         conn = transport.connect(card.reader_name, timeout=5)
