@@ -112,7 +112,7 @@ def _video_decisions(benchmark, setup, fuse: int, key: str) -> None:  # type: ig
         def rotating():  # type: ignore[no-untyped-def]
             return starts[next(turn) % len(starts)]()
 
-        def unused(reference: bytearray, threshold: float):  # type: ignore[no-untyped-def]
+        def unused(reference: bytearray, threshold: float, allow_several: bool = True):  # type: ignore[no-untyped-def]
             raise AssertionError("the parallel path must not call match")
 
         gate = Gate("gate-bench-video", ks.gate_trust(), BuiltinPolicy(), lambda: 1, unused, log,
