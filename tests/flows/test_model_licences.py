@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 CARDBOUND = str(Path(sys.executable).with_name("cardbound"))
-HOLDER = "b2" * 16
+HOLDER = "b2" * 32
 FORBIDDEN = "shape_predictor_68_face_landmarks.dat"
 REQUIRED = ("shape_predictor_5_face_landmarks.dat", "dlib_face_recognition_resnet_model_v1.dat")
 
