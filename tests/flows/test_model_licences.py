@@ -45,12 +45,21 @@ def opened_models(trace: Path) -> set[str]:
     return out
 
 
+def cb(home: Path, *args: str) -> None:
+    res = subprocess.run([CARDBOUND, "--home", str(home), *args], capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stderr
+
+
 @pytest.fixture(scope="module")
 def home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from cardbound.home import Home
+
     h = tmp_path_factory.mktemp("licence-station")
-    for args in (("keys", "init"), ("keys", "issue-station", "desk-1")):
-        res = subprocess.run([CARDBOUND, "--home", str(h), *args], capture_output=True, text=True, timeout=120)
-        assert res.returncode == 0, res.stderr
+    cb(h, "keys", "init")
+    cb(h, "keys", "issue-station", "desk-1")
+    cb(h, "keys", "export-desk", "desk-1", str(h / "desk-keys"))
+    cb(h, "keys", "export-gate", "gate-1", str(Home(h).gate_bundle))
+    cb(h, "gate", "level", "1", "--site", "BEANR-TEST")  # a new gate is at level 3
     return h
 
 
@@ -59,6 +68,7 @@ def test_enrolment_and_gate_decision_never_open_the_68_point_model(  # type: ign
 ) -> None:
     obama = faces_dir / "portraits/face_recognition/obama"
     enrol_trace, gate_trace = tmp_path / "enrol.trace", tmp_path / "gate.trace"
+    cb(home, "keys", "personalise-card", "--reader", "0")  # card issuance at the key officer
 
     res = traced(home, enrol_trace, "enrol", "--reader", "0", "--holder-ref", HOLDER, "--category", "regular",
                  "--valid-until", "2029-06-30", "--json", "--photo", str(obama / "obama.jpg"))
