@@ -234,7 +234,7 @@ def tell(home: Home, faces: Path, workdir: Path, *, say: Say, lang: str = "en", 
 
             settings = load_settings(gate_config, home)
             if settings.level_problem():  # a new gate runs at level 3 until the duty officer sets the level
-                settings.set_security_level(1, operator="duty-officer-demo")
+                settings.set_security_level(1, operator="duty-officer-demo", log=log)
             say(f"gate {settings.gate_id}: policy from {gate_config.name}, ban list {settings.bans!r}, "
                 f"ISPS security level {settings.security_level()}")
             gate = Gate(settings.gate_id, trust, settings.policy, settings.security_level,

@@ -76,7 +76,9 @@ class GateSettings:
             return 3
         return int(self.level_file.read_text().strip())
 
-    def set_security_level(self, level: int, *, operator: str, site_id: str | None = None) -> tuple[int, int]:
+    def set_security_level(
+        self, level: int, *, operator: str, site_id: str | None = None, log: AuditLog | None = None
+    ) -> tuple[int, int]:
         """Change the level: the audit event is committed first, with the real site id, and only then does the
         new level take effect (atomic replace). If the event cannot be appended, nothing changes."""
         if level not in (1, 2, 3):
@@ -97,8 +99,12 @@ class GateSettings:
             f.flush()
             os.fsync(f.fileno())
         try:
-            with AuditLog.open_station(self.home_root, node_id=self.node_id) as log:
-                log.append(SecurityLevelChanged(site_id=site, operator_id=operator, old_level=old, new_level=level))
+            event = SecurityLevelChanged(site_id=site, operator_id=operator, old_level=old, new_level=level)
+            if log is not None:  # the station's open log (e.g. one whose checkpoint key is in a token)
+                log.append(event)
+            else:
+                with AuditLog.open_station(self.home_root, node_id=self.node_id) as station_log:
+                    station_log.append(event)
         except Exception:
             tmp.unlink(missing_ok=True)
             raise

@@ -226,7 +226,8 @@ def test_operator_sees_hints_captures_and_enrols_a_card_that_a_gate_accepts(stat
     d.find_element(By.ID, "take").click()
     taken = d.find_element(By.ID, "taken")
     st.wait(60).until(lambda _: taken.get_attribute("data-held") == "3")
-    st.wait(20).until(lambda _: any(li.get_attribute("data-state") == "blank"
+    # the card was issued at the key officer (personalised, no template yet): the panel shows it ready
+    st.wait(20).until(lambda _: any(li.get_attribute("data-state") == "ready"
                                     for li in d.find_elements(By.CSS_SELECTOR, "#readers li")))
     d.find_element(By.ID, "nrn").send_keys(NRN)
     Select(d.find_element(By.ID, "category")).select_by_value("regular")

@@ -179,6 +179,7 @@ def test_delete_source_on_a_symbolic_link(home: Path, virtual_card, faces_dir: P
     shutil.copyfile(faces_dir / PORTRAITS / "rose_leslie/img1.jpg", target)
     link = tmp_path / "link.jpg"
     link.symlink_to(target)
+    issue(home)  # card issuance at the key officer
     try:
         before = virtual_card.image.read_bytes()
         res = cb(home, *enrol_args(link, extra=("--delete-source",)))

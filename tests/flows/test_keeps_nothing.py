@@ -63,9 +63,13 @@ def allowed(path: str, home: Path) -> bool:
         return True
     if p == home or p == home / "audit" or home / "audit" in p.parents:
         return True  # the audit log (SQLite database, WAL, shared memory, journal)
+    if p in (home / "config", home / "config" / "node-id"):
+        return True  # the station's audit node id, chosen on first use
     keys = home / "keys"
     if p.parent == keys and p.name.lstrip(".").startswith("audit-"):
         return True  # the audit checkpoint signing key, created on first use
+    if p == keys / "register.jsonl":
+        return True  # the issued-card register (card id, GUID, holder reference, dates: never a template)
     # the public card-authentication certificate issued at personalisation (kept for revocation)
     return keys / "cards" in p.parents or p == keys / "cards"
 
