@@ -31,7 +31,7 @@ def _status(out: str) -> dict[str, str]:
 
 def test_gate_check_all_ok_then_each_broken_piece(pcscd, tmp_path: Path, faces_dir: Path) -> None:  # type: ignore[no-untyped-def]
     home = tmp_path / "h"
-    KeyStore.init(home / "keys")
+    KeyStore.init(home / "keys").export_gate("gate-1", Home(home).gate_bundle)
     assert cb(home, "gate", "level", "2", "--site", "BEANR-1742").returncode == 0
     photo = str(faces_dir / "portraits/face_recognition/obama/obama2.jpg")
     hook = tmp_path / "door.sh"
@@ -90,7 +90,7 @@ def test_sighup_reload_keeps_the_old_config_when_the_new_one_is_bad(pcscd, tmp_p
     from audit import AuditLog
 
     home = tmp_path / "h"
-    KeyStore.init(home / "keys")
+    KeyStore.init(home / "keys").export_gate("gate-1", Home(home).gate_bundle)
     example = (Path(__file__).resolve().parents[2] / "verify" / "gate.example.toml").read_text()
     good = example.replace("camera = 0", "")
     cfg = tmp_path / "gate.toml"

@@ -96,7 +96,9 @@ def engine() -> FaceEngine:
 @pytest.fixture
 def home(tmp_path: Path) -> Path:
     h = tmp_path / "home"
-    KeyStore.init(h / "keys").issue_station(STATION)
+    ks = KeyStore.init(h / "keys")
+    ks.issue_station(STATION)
+    ks.export_gate("gate-1", Home(h).gate_bundle)  # the gate holds only its bundle
     subprocess.run([CARDBOUND, "--home", str(h), "gate", "level", "1", "--site", "BEANR-TEST"], check=True,
                    capture_output=True, timeout=60)
     return h
