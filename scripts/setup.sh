@@ -12,7 +12,7 @@ cd "$root"
 APT_PACKAGES=(pcscd libpcsclite-dev vsmartcard-vpcd swig gcc python3 python3-dev python3-venv
               postgresql strace procps chromium chromium-driver
               libpango-1.0-0 libpangoft2-1.0-0 fonts-dejavu-core poppler-utils openssl softhsm2
-              g++ cmake pkg-config libopenblas-dev liblapack-dev)  # (last line) dlib from source, with BLAS
+              g++ make cmake pkg-config libopenblas-dev liblapack-dev)  # (last line) dlib from source, with BLAS
 
 sudo_() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
 
