@@ -14,7 +14,8 @@ Desk bundle (directory 0700)::
     ca.crt, crl.pem        the issuing CA certificate and the current CRL
     recipient-SITE.pem     the current verifier PUBLIC key of each site this desk enrols for
     management.secret 0600 master for per-card PIV management keys (needed to write a card; see docs/keys.md)
-    holder-ref.key  0600   the holder-reference (HMAC) key, when the keystore has one (the desk pseudonymises)
+    holder-ref.key  0600   the holder-reference (HMAC) key, when the keystore has one (the desk pseudonymises);
+                           with the pkcs11 backend the manifest's "holder_ref": {"token", "label"} names it instead
 
 Gate bundle (directory 0700)::
 
@@ -173,8 +174,11 @@ def write_desk_bundle(
     dest: Path, *, station: str, key_pem: bytes | None, certificate: bytes, ca: bytes, crl: bytes,
     recipients: list[tuple[str, ec.EllipticCurvePublicKey]], management_secret: bytes, now: datetime,
     holder_ref_key: bytes | None = None, token: dict[str, str] | None = None,
+    holder_ref_token: dict[str, str] | None = None,
 ) -> Path:
     _prepare(dest)
+    if holder_ref_key is not None and holder_ref_token is not None:
+        raise BundleOverreachError("the holder-reference key is either in a token or a file, not both")
     if key_pem is not None:
         write_file(dest / "station.key", key_pem, _SECRET)
     write_file(dest / "station.crt", certificate, _PUBLIC)
@@ -194,6 +198,8 @@ def write_desk_bundle(
     }
     if token:
         manifest["pkcs11"] = token
+    if holder_ref_token:  # a handle: the HMAC key stays in its token (card.holderref.TOKEN_HOLDER_REF)
+        manifest["holder_ref"] = {"token": holder_ref_token["token"], "label": holder_ref_token["label"]}
     _manifest(dest, manifest)
     return dest
 
@@ -298,6 +304,29 @@ def _open_token(bundle: Path, manifest: dict[str, Any], role: str, allowed_prefi
     return session
 
 
+def open_holder_ref_token(bundle: Path, manifest: dict[str, Any], token: str, label: str) -> Any:
+    """The holder-reference HMAC key in its own token, after checking that token holds that one secret key."""
+    from card import holderref, pkcs11
+
+    conf = (manifest.get("pkcs11") or {}).get("softhsm_conf") if isinstance(manifest.get("pkcs11"), dict) else None
+    try:
+        if conf:
+            pkcs11.use_softhsm(Path(conf).parent)
+        session = pkcs11.TokenSession.open(token)
+        for obj in session.objects():
+            if obj.object_class in ("private_key", "secret_key") and obj.label != label:
+                raise BundleOverreachError(f"the holder-reference token {token!r} holds {obj.label!r}: it must hold "
+                                           f"the holder-reference key only")
+            if obj.extractable:
+                raise BundleOverreachError(f"token key {obj.label!r} is extractable; refused")
+    except pkcs11.TokenError as exc:
+        raise KeystoreError(f"token: {exc}") from None
+    try:
+        return holderref.open_token_key(token, label)
+    except holderref.HolderRefKeyError as exc:
+        raise KeystoreError(str(exc)) from None
+
+
 def _passphrase(given: bytes | None) -> bytes:
     if given is not None:
         return given
@@ -392,8 +421,10 @@ class DeskBundle:
         path = Path(path)
         manifest = check_bundle(path, ROLE_DESK)
         token = manifest.get("backend") == "pkcs11"
-        if token and (path / "station.key").exists():
+        if token and any((path / name).exists() for name in ("station.key", HOLDER_REF_KEY)):
             raise BundleOverreachError(f"desk bundle {path} uses a token but also holds a key file; refused")
+        if "holder_ref" in manifest and (path / HOLDER_REF_KEY).exists():
+            raise BundleOverreachError(f"desk bundle {path} names a token holder-reference key and holds a file")
         if not ((path / "station.key").is_file() or token) or not (path / "station.crt").is_file():
             raise KeystoreCorruptError(f"desk bundle {path} lacks its station key or certificate")
         return cls(path, manifest, passphrase)
@@ -406,8 +437,27 @@ class DeskBundle:
 
     @property
     def holder_ref_key_path(self) -> Path:
-        """The holder-reference key file (checked 0600 by `open`); the desk pseudonymises national numbers."""
+        """The holder-reference key file (checked 0600 by `open`) of a file-backend bundle."""
         return self.path / HOLDER_REF_KEY
+
+    @property
+    def has_holder_ref_key(self) -> bool:
+        return "holder_ref" in self._manifest or (self.path / HOLDER_REF_KEY).is_file()
+
+    def holder_ref_key(self) -> Any:
+        """The holder-reference key the desk pseudonymises national numbers with (`card.holderref.HolderRefKey`):
+        the HMAC key in its token when the manifest names one (used through the token), else the 0600 file."""
+        from card import holderref
+
+        ref = self._manifest.get("holder_ref")
+        if ref is None:
+            try:
+                return holderref.load_file_key(self.path / HOLDER_REF_KEY)
+            except holderref.HolderRefKeyError as exc:
+                raise KeystoreMissingError(f"desk bundle {self.path}: {exc}") from None
+        if not isinstance(ref, dict) or not isinstance(ref.get("token"), str) or not isinstance(ref.get("label"), str):
+            raise KeystoreCorruptError(f"{self.path / MANIFEST}: bad holder_ref entry")
+        return open_holder_ref_token(self.path, self._manifest, ref["token"], ref["label"])
 
     def station_credentials(self, name: str) -> StationCredentials:
         if name != self.station:

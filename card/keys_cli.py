@@ -44,6 +44,9 @@ def _init(args: argparse.Namespace) -> int:
                            operator_id=_operator(args), expires=ca.not_valid_after_utc.isoformat()))
     _audit(args, KeyIssued(key_id=f"verifier:{kid.hex()}", key_kind="verifier", subject=f"site {args.site}",
                            operator_id=_operator(args)))
+    if store.has_holder_ref_key():  # pkcs11: generated in its token at init (file backend: on demand)
+        _audit(args, KeyIssued(key_id=f"holder-ref:{store.holder_ref_key().key_id}", key_kind="holder_ref",
+                               subject="holder-reference HMAC key (token cb-holder-ref)", operator_id=_operator(args)))
     return 0
 
 

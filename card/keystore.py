@@ -69,6 +69,7 @@ DEFAULT_SITE = "default"
 BACKENDS = ("file", "pkcs11")
 TOKEN_CA = "cb-ca"  # noqa: S105 - a token label, not a secret; the key officer's token: CA key (and the officer's audit checkpoint key)
 HOLDER_REF_KEY = "holder-ref.key"  # HMAC key of pseudonymous holder references (verify.banlist format)
+HOLDER_REF_TOKEN = "holder-ref.token"  # noqa: S105 - a file name; its handle with the pkcs11 backend (the key is in token cb-holder-ref)
 DEFAULT_OVERLAP = timedelta(days=90)
 
 
@@ -334,6 +335,8 @@ class KeyStore:
         _write_file(path / "ca.crt", _cert_pem(ca_cert), 0o644)
         store._write_crl(pki.build_crl(ca_key, ca_cert, {}, number=1, now=when))
         store.add_site(site)
+        if backend == "pkcs11":  # with a token every secret key is born in it (the file backend makes it on demand)
+            store.new_holder_ref_key()
         # The CA key (or its handle) is written last: its presence is what marks the keystore as initialised.
         store._store(path / "ca.key", store._key_pem(ca_key) if backend == "file" else
                      json.dumps({"token": TOKEN_CA, "label": "ca"}).encode() + b"\n")
@@ -542,6 +545,63 @@ class KeyStore:
             raise KeystoreCorruptError("management.secret has the wrong length")
         return pki.derive_management_key(master, guid)
 
+    # ---- holder-reference key (HMAC of national register numbers; see card.holderref and verify.banlist)
+
+    def holder_ref_reference(self) -> dict[str, str] | None:
+        """The token handle of the holder-reference key (pkcs11 backend), else None."""
+        path = self.path / HOLDER_REF_TOKEN
+        return json.loads(path.read_text()) if path.is_file() else None
+
+    def has_holder_ref_key(self) -> bool:
+        return (self.path / HOLDER_REF_TOKEN).is_file() or (self.path / HOLDER_REF_KEY).is_file()
+
+    def new_holder_ref_key(self) -> Any:
+        """Make the holder-reference key: a non-extractable HMAC key in token cb-holder-ref (pkcs11 backend;
+        `holder-ref.token` is its handle), or a 0600 file `holder-ref.key`. Never replaces an existing key: every
+        holder reference on every card was computed with it."""
+        from card import holderref
+
+        if self.has_holder_ref_key():
+            raise KeystoreExistsError(f"{self.path} already has a holder-reference key; not replaced")
+        if self.backend == "file":
+            try:
+                return holderref.new_file_key(self.path / HOLDER_REF_KEY)
+            except holderref.HolderRefKeyError as exc:
+                raise KeystoreError(str(exc)) from None
+        from card import pkcs11
+
+        try:
+            key = self._token(holderref.TOKEN_HOLDER_REF).generate_hmac(holderref.TOKEN_KEY_LABEL)
+        except pkcs11.TokenError as exc:
+            raise KeystoreError(f"token: {exc}") from None
+        ref = {"token": holderref.TOKEN_HOLDER_REF, "label": holderref.TOKEN_KEY_LABEL}
+        _write_file(self.path / HOLDER_REF_TOKEN, json.dumps(ref).encode() + b"\n", 0o644)
+        return key
+
+    def ensure_holder_ref_key(self) -> Any:
+        return self.holder_ref_key() if self.has_holder_ref_key() else self.new_holder_ref_key()
+
+    def holder_ref_key(self) -> Any:
+        """The holder-reference key (`card.holderref.HolderRefKey`): the token's HMAC key or the 0600 file."""
+        from card import holderref
+
+        ref = self.holder_ref_reference()
+        try:
+            if ref is not None:
+                self._token(ref["token"])  # this home's token directory, logged in
+                return holderref.open_token_key(ref["token"], ref["label"])
+            return holderref.load_file_key(self.path / HOLDER_REF_KEY)
+        except holderref.HolderRefKeyError as exc:
+            raise KeystoreError(f"{exc} (create it with `cardbound keys init` / `cardbound gate pseudonymise "
+                                "--new-key`)") from None
+
+    def holder_ref_key_spec(self) -> str:
+        """How a gate configuration names the key (`ban_list_key`): the file's path, or its `pkcs11:` URI."""
+        from card import holderref
+
+        ref = self.holder_ref_reference()
+        return str(self.path / HOLDER_REF_KEY) if ref is None else holderref.token_uri(ref["token"], ref["label"])
+
     def issue_card_auth_certificate(
         self, guid: bytes, public_key: ec.EllipticCurvePublicKey, *, now: datetime | None = None
     ) -> x509.Certificate:
@@ -634,9 +694,12 @@ class KeyStore:
             items.append({"id": "management-master", "kind": "secret", "algorithm": "HKDF-SHA256 master, 32 bytes",
                           "usage": "derives each card's PIV 9B management key (AES-128)", "backend": "file",
                           "file": "management.secret", "status": "valid"})
-        if (self.path / HOLDER_REF_KEY).is_file():
+        holder_ref = self.holder_ref_reference()
+        if holder_ref is not None or (self.path / HOLDER_REF_KEY).is_file():
+            where = ({"backend": "token", "token": holder_ref["token"], "token_label": holder_ref["label"]}
+                     if holder_ref is not None else {"backend": "file", "file": HOLDER_REF_KEY})
             items.append({"id": "holder-ref", "kind": "secret", "algorithm": "HMAC-SHA256 key",
-                          "usage": "pseudonymous holder references", "backend": "file", "file": HOLDER_REF_KEY,
+                          "usage": "pseudonymous holder references (desk) and ban-list matching (gate)", **where,
                           "status": "valid"})
         for record_path in sorted((self.path / "gates").glob("*.json")) if (self.path / "gates").is_dir() else []:
             record = json.loads(record_path.read_text())
@@ -717,9 +780,11 @@ class KeyStore:
         except FileNotFoundError as exc:
             raise KeystoreCorruptError("missing management.secret") from exc
         holder = self.path / HOLDER_REF_KEY
+        holder_ref = self.holder_ref_reference()
         ref = self.key_reference(key_path)
         return bundles.write_desk_bundle(
             Path(dest), station=station, holder_ref_key=holder.read_bytes() if holder.is_file() else None,
+            holder_ref_token=holder_ref,
             key_pem=None if ref is not None else self._key_pem(self._load_key(key_path)),
             token=None if ref is None else {**self._token_manifest(ref["token"]), "key": ref["label"]},
             certificate=cert_path.read_bytes(), ca=_cert_pem(self.ca_certificate()),

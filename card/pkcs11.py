@@ -278,16 +278,34 @@ class TokenEd25519Key:
 
 
 class TokenHmacKey:
-    """A non-extractable HMAC-SHA256 key (holder references: HMAC(key, national register number))."""
+    """A non-extractable HMAC-SHA256 key (holder references: HMAC(key, national register number)).
+    Implements `card.holderref.HolderRefKey`: the desk and the gate use it through the token, never its value."""
+
+    backend = "token"
 
     def __init__(self, token_label: str, label: str) -> None:
         self.token_label = token_label
         self.label = label
+        self._key_id: str | None = None
+
+    @property
+    def key_id(self) -> str:
+        """Public fingerprint (card.holderref.fingerprint), computed once through the token."""
+        if self._key_id is None:
+            from card.holderref import fingerprint
+
+            self._key_id = fingerprint(self)
+        return self._key_id
+
+    def __repr__(self) -> str:
+        return f"TokenHmacKey(token={self.token_label!r}, label={self.label!r})"
 
     def mac(self, data: bytes) -> bytes:
         try:
             key = _object(self.token_label, self.label, ObjectClass.SECRET_KEY, KeyType.GENERIC_SECRET)
-            return bytes(key.sign(data, mechanism=Mechanism.SHA256_HMAC))
+            return bytes(key.sign(bytes(data), mechanism=Mechanism.SHA256_HMAC))
+        except AttributeError:  # python-pkcs11 offers sign() only on a key with CKA_SIGN
+            raise TokenError(f"token key {self.label} is not an HMAC key") from None
         except pkcs11.PKCS11Error as exc:
             raise TokenError(f"token refused HMAC with {self.label}: {type(exc).__name__}") from None
 

@@ -69,6 +69,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return ExitCode.USAGE if args.command else ExitCode.OK
     args.home_dir = Home.resolve(args.home)
+    args.home_dir.use_token()
     return dispatch(handler, args)
 
 

@@ -110,7 +110,7 @@ def build_services(args: argparse.Namespace, worker: Any, log: Any) -> Any:
     from enrol.desk import DeskServices
     from enrol.desk.cardpanel import reader_states
     from enrol.errors import EnrolCommandError
-    from verify.banlist import BanListError, load_key, pseudonymise
+    from verify.banlist import pseudonymise
 
     home = args.home_dir
     try:
@@ -119,9 +119,9 @@ def build_services(args: argparse.Namespace, worker: Any, log: Any) -> Any:
         station = keys.station_credentials(args.station)
     except KeystoreError as exc:
         raise CliError(f"desk keys: {exc}", ExitCode.KEYS) from None
-    try:
-        ref_key = load_key(keys.holder_ref_key_path)
-    except BanListError as exc:
+    try:  # the HMAC key in its token (pkcs11 backend, used through the token) or the bundle's 0600 file
+        ref_key = keys.holder_ref_key()
+    except KeystoreError as exc:
         raise CliError(f"{exc} (create it with `cardbound gate pseudonymise --new-key`)", ExitCode.KEYS) from None
     # the same gate rules `cardbound enrol` uses (categories the policy admits, its longest validity, revoked cards)
     try:

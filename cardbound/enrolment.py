@@ -65,13 +65,18 @@ def load_rules(args: argparse.Namespace, keys: DeskKeys) -> EnrolmentRules:
 
 
 def holder_ref_key(args: argparse.Namespace) -> enrol_cli.Pseudonymise:
-    from verify.banlist import BanListError, load_key, pseudonymise
+    from card.bundles import MANIFEST, DeskBundle
+    from card.keystore import KeyStore, KeystoreError
+    from verify.banlist import pseudonymise
 
     try:
-        # From the desk bundle when there is one (`keys export-desk` carries it), else the station's keystore dir.
-        bundled = (args.bundle or args.home_dir.desk_bundle) / "holder-ref.key"
-        key = load_key(bundled if bundled.is_file() else args.home_dir.keystore / "holder-ref.key")
-    except BanListError as exc:
+        # From the desk bundle when there is one (`keys export-desk` carries the key file, or names its token),
+        # else the station's keystore dir. With the pkcs11 backend the HMAC is computed in the token.
+        bundle = args.bundle or args.home_dir.desk_bundle
+        desk = DeskBundle.open(bundle) if (bundle / MANIFEST).is_file() else None
+        key = (desk.holder_ref_key() if desk is not None and desk.has_holder_ref_key
+               else KeyStore(args.home_dir.keystore).holder_ref_key())
+    except KeystoreError as exc:
         raise EnrolCommandError(f"holder-reference key: {exc} (create it with `cardbound gate pseudonymise "
                                 "--new-key`)", EnrolCommandFailure.KEYS) from None
     return lambda nrn: pseudonymise(nrn, key)

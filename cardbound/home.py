@@ -63,6 +63,18 @@ class Home:
         return self.root / "gate-keys"
 
     @property
+    def token_dir(self) -> Path:
+        """The station's PKCS#11 token directory (SoftHSM2: `softhsm2.conf` + `store/`), with the pkcs11 backend."""
+        return self.root / "token"
+
+    def use_token(self) -> None:
+        """Point SoftHSM2 at this home's token (`SOFTHSM2_CONF`) when it has one and the operator set none, so a
+        `pkcs11:` URI (the holder-reference key of a gate's `ban_list_key`) finds this station's token."""
+        conf = self.token_dir / "softhsm2.conf"
+        if "SOFTHSM2_CONF" not in os.environ and conf.is_file():
+            os.environ["SOFTHSM2_CONF"] = str(conf)
+
+    @property
     def audit_db(self) -> Path:
         return self.root / "audit" / "audit.sqlite3"
 

@@ -21,6 +21,7 @@ from biometric.capture import SampleSource
 from biometric.isolation import FaceWorker
 from card import keyfile, transport
 from card.bundles import DeskBundle, load_gate_bundle
+from card.holderref import HolderRefKey
 from card.keystore import KeyStore
 from card.personalise import personalise, read_guid, read_sealed_template, write_sealed_template
 from card.piv import DEFAULT_MANAGEMENT_KEY, ManagementKeyType, ObjectId, PivSession
@@ -28,7 +29,7 @@ from card.virtual.harness import PcscDaemon, VirtualCardProcess
 from cardbound.home import Home
 from enrol.facecapture import worker_capture
 from enrol.flow import EnrolRequest, enrol
-from verify.banlist import BanEntry, format_banlist, load_key, pseudonymise
+from verify.banlist import BanEntry, format_banlist, pseudonymise
 from verify.decision import Decision
 from verify.facematch import worker_match
 from verify.flow import Gate
@@ -132,18 +133,18 @@ def _export_bundles(keys: KeyStore, home: Home, say: Say) -> None:
         f"{SITE} and {OTHER_SITE}); gate bundle -> {home.gate_bundle} (site {SITE}'s verifier key only)")
 
 
-def _holder_key(home: Home, say: Say) -> bytes:
-    """The processor's holder-reference key (HMAC key for pseudonymous holder references), 0600."""
-    path = home.keystore / HOLDER_KEY_FILE
-    if not path.exists():
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w") as f:
-            f.write(secrets.token_hex(32) + "\n")
-        say(f"keystore: new holder-reference key {path.name}")
-    return load_key(path)
+def _holder_key(keys: KeyStore, say: Say) -> HolderRefKey:
+    """The processor's holder-reference key (HMAC key for pseudonymous holder references): a non-extractable key
+    in token cb-holder-ref with the pkcs11 backend, else a 0600 file in the keystore."""
+    if not keys.has_holder_ref_key():
+        keys.new_holder_ref_key()
+        say("keystore: new holder-reference key " + ("in token cb-holder-ref (non-extractable HMAC key)"
+                                                     if keys.backend == "pkcs11" else HOLDER_KEY_FILE))
+    key: HolderRefKey = keys.holder_ref_key()
+    return key
 
 
-def _gate_config(workdir: Path, ban_file: Path, key_file: Path) -> Path:
+def _gate_config(workdir: Path, ban_file: Path, key_spec: str) -> Path:
     """The demo gate's configuration: the example policy with this gate's identity and lists."""
     example = (Path(verify_pkg.__file__).parent / "gate.example.toml").read_text()
     policy = example[example.index("[policy.level1]"):]
@@ -154,7 +155,7 @@ def _gate_config(workdir: Path, ban_file: Path, key_file: Path) -> Path:
         'site = "BEANR-DEMO"\n'
         "time_budget_ms = 2000\n"
         f'ban_list = "{ban_file}"\n'
-        f'ban_list_key = "{key_file}"\n\n' + policy
+        f'ban_list_key = "{key_spec}"\n\n' + policy
     )
     return path
 
@@ -189,12 +190,13 @@ def tell(home: Home, faces: Path, workdir: Path, *, say: Say, lang: str = "en", 
     photos = faces / PORTRAITS
     keys = _keys(home, say, backend)
     signer = audit_signer(keys, home, say)
-    holder_key = _holder_key(home, say)
+    holder_key = _holder_key(keys, say)  # the ISPS platform's side: ban lists are made with it
     _export_bundles(keys, home, say)
     ban_file = workdir / "banlist.txt"
     ban_file.write_text(format_banlist([], holder_key))
-    gate_config = _gate_config(workdir, ban_file, home.keystore / HOLDER_KEY_FILE)
+    gate_config = _gate_config(workdir, ban_file, keys.holder_ref_key_spec())
     desk = DeskBundle.open(home.desk_bundle)  # what the desk holds
+    desk_holder_key = desk.holder_ref_key()  # the desk pseudonymises with its bundle's key (in the token: pkcs11)
     trust = load_gate_bundle(home.gate_bundle)  # what the gate holds
     valid_until = (datetime.now(UTC) + timedelta(days=365)).replace(microsecond=0)
     with PcscDaemon() as _pcscd, AuditLog.open_station(home.root, node_id=home.node_id,
@@ -221,8 +223,8 @@ def tell(home: Home, faces: Path, workdir: Path, *, say: Say, lang: str = "en", 
                 conn, session = _session(card.reader_name)
                 with conn:
                     result = enrol(
-                        EnrolRequest(pseudonymise(person.national_number, holder_key), person.category, valid_until,
-                                     STATION, "operator-demo"),
+                        EnrolRequest(pseudonymise(person.national_number, desk_holder_key), person.category,
+                                     valid_until, STATION, "operator-demo"),
                         session=session,
                         keys=desk,
                         capture=functools.partial(worker_capture, worker, source, 3, lang),

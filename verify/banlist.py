@@ -12,6 +12,8 @@ File format (UTF-8 text, one entry a line; `#` starts a comment; blank lines ign
     cardbound-banlist 1 key-id=<16 hex>          first non-comment line: format, version, key fingerprint
     <64 hex holder_ref> <YYYY-MM-DD>             banned up to and including that day
 
+The key is a `card.holderref.HolderRefKey`: a 0600 file (software backend) or a non-extractable HMAC key in a
+PKCS#11 token, used through the token (`pkcs11:` URI); raw bytes are accepted as a software key (tests, tools).
 The key fingerprint (`key_id(key)`) lets a gate loaded with the wrong key fail loudly instead of matching nothing.
 Lookups compare against every entry with `hmac.compare_digest` and never stop early, so the time taken does not
 depend on whether or where a holder is listed.
@@ -19,7 +21,6 @@ depend on whether or where a holder is listed.
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 import os
 import re
@@ -28,8 +29,9 @@ from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 
+from card.holderref import HolderRefKey, HolderRefKeyError, as_holder_ref_key, open_holder_ref_key
+
 HOLDER_REF_BYTES = 32
-MIN_KEY_BYTES = 16
 HEADER = "cardbound-banlist"
 VERSION = 1
 MAX_FILE_BYTES = 16 * 1024 * 1024
@@ -61,37 +63,31 @@ def normalise_nrn(nrn: str) -> str:
     return digits
 
 
-def _check_key(key: bytes) -> None:
-    if not isinstance(key, bytes | bytearray) or len(key) < MIN_KEY_BYTES:
-        raise BanListError(f"the holder-reference key must be at least {MIN_KEY_BYTES} bytes")
-
-
-def pseudonymise(nrn: str, key: bytes) -> bytes:
-    """holder_ref = HMAC-SHA256(key, 11 ASCII digits of the NRN): 32 bytes for the card header and the ban list."""
-    _check_key(key)
-    return hmac.new(bytes(key), normalise_nrn(nrn).encode("ascii"), hashlib.sha256).digest()
-
-
-def key_id(key: bytes) -> str:
-    """A public fingerprint of the key (16 hex), written in the ban-list header. Domain-separated from holder
-    references (an NRN is 11 digits, never this label)."""
-    _check_key(key)
-    return hmac.new(bytes(key), b"cardbound/banlist/key-id/v1", hashlib.sha256).hexdigest()[:16]
-
-
-def load_key(path: str | os.PathLike[str]) -> bytes:
-    """Read a key file: 64 hex characters (32 bytes). Refused when group/world-readable (it is a secret)."""
-    p = Path(path)
+def _key(key: HolderRefKey | bytes | bytearray) -> HolderRefKey:
     try:
-        st = p.stat()
-        text = p.read_text(encoding="ascii").strip()
-    except (OSError, UnicodeDecodeError) as exc:
-        raise BanListError(f"{p}: cannot read the key file: {exc}") from None
-    if st.st_mode & 0o077:
-        raise BanListError(f"{p}: key file must not be readable by group or others (chmod 600)")
-    if not re.fullmatch(r"[0-9a-fA-F]{64}", text):
-        raise BanListError(f"{p}: key file must hold 64 hex characters (32 bytes)")
-    return bytes.fromhex(text)
+        return as_holder_ref_key(key)
+    except HolderRefKeyError as exc:
+        raise BanListError(str(exc)) from None
+
+
+def pseudonymise(nrn: str, key: HolderRefKey | bytes | bytearray) -> bytes:
+    """holder_ref = HMAC-SHA256(key, 11 ASCII digits of the NRN): 32 bytes for the card header and the ban list.
+    The MAC is computed by the key object (in the token with the pkcs11 backend); raw bytes are a software key."""
+    return _key(key).mac(normalise_nrn(nrn).encode("ascii"))
+
+
+def key_id(key: HolderRefKey | bytes | bytearray) -> str:
+    """A public fingerprint of the key (16 hex), written in the ban-list header (`card.holderref.fingerprint`)."""
+    return _key(key).key_id
+
+
+def load_key(path: str | os.PathLike[str]) -> HolderRefKey:
+    """The holder-reference key a path names: a key file (64 hex characters, 0600) or an RFC 7512 `pkcs11:` URI
+    of the HMAC key in a token (`card.holderref.open_holder_ref_key`)."""
+    try:
+        return open_holder_ref_key(path)
+    except HolderRefKeyError as exc:
+        raise BanListError(str(exc)) from None
 
 
 @dataclass(frozen=True)
@@ -129,7 +125,7 @@ class BanList:
         return f"BanList({len(self._entries)} entries from {self.source})"
 
     @classmethod
-    def load(cls, path: str | os.PathLike[str], key: bytes) -> BanList:
+    def load(cls, path: str | os.PathLike[str], key: HolderRefKey | bytes | bytearray) -> BanList:
         p = Path(path)
         try:
             if p.stat().st_size > MAX_FILE_BYTES:
@@ -140,8 +136,7 @@ class BanList:
         return cls.parse(text, key, source=str(p))
 
     @classmethod
-    def parse(cls, text: str, key: bytes, *, source: str = "<memory>") -> BanList:
-        _check_key(key)
+    def parse(cls, text: str, key: HolderRefKey | bytes | bytearray, *, source: str = "<memory>") -> BanList:
         expected_id = key_id(key)
         header_seen = False
         entries: list[BanEntry] = []
@@ -184,7 +179,7 @@ class BanList:
         return found
 
 
-def format_banlist(entries: Iterable[BanEntry], key: bytes) -> str:
+def format_banlist(entries: Iterable[BanEntry], key: HolderRefKey | bytes | bytearray) -> str:
     """The file text for `entries` (for the tool that exports the list from the ISPS platform, and for tests)."""
     lines = [f"{HEADER} {VERSION} key-id={key_id(key)}"]
     for e in entries:

@@ -103,7 +103,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
             "and for ban lists. The number itself is never stored."
         ),
     )
-    ps.add_argument("--key", type=Path, help="holder-reference key file (default: HOME/keys/holder-ref.key)")
+    ps.add_argument("--key", help="holder-reference key: a file, or a pkcs11: URI of the HMAC key in a token "
+                    "(default: the keystore's, HOME/keys/holder-ref.key or its token)")
     ps.add_argument("--new-key", action="store_true", help="create the key file first (refused if it exists)")
     ps.set_defaults(handler=run_pseudonymise)
 
@@ -364,23 +365,24 @@ def run_level(args: argparse.Namespace) -> int:
 
 
 def run_pseudonymise(args: argparse.Namespace) -> int:
-    import os
-    import secrets
-
+    from card import holderref
+    from card.keystore import HOLDER_REF_TOKEN, KeyStore
     from verify.banlist import BanListError, InvalidNationalNumber, load_key, pseudonymise
 
-    key_file: Path = args.key or args.home_dir.keystore / "holder-ref.key"
+    keystore = args.home_dir.keystore
+    # A path, or the keystore's key: its token (pkcs11 backend: `pkcs11:` URI, HMAC in the token) or its 0600 file.
+    spec: str = (str(args.key) if args.key else KeyStore(keystore).holder_ref_key_spec()
+                 if (keystore / HOLDER_REF_TOKEN).is_file() else str(keystore / holderref.KEY_FILE_NAME))
     if args.new_key:
-        key_file.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        if spec.startswith("pkcs11:"):
+            raise GateCommandError("the holder-reference key is in the token already; not replaced", GateFailure.KEYS)
         try:
-            fd = os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        except FileExistsError:
-            raise GateCommandError(f"{key_file} already exists; not replaced", GateFailure.KEYS) from None
-        with os.fdopen(fd, "w") as f:
-            f.write(secrets.token_hex(32) + "\n")
-        print(f"new holder-reference key written to {key_file}", file=sys.stderr)
+            holderref.new_file_key(spec)
+        except holderref.HolderRefKeyError as exc:
+            raise GateCommandError(str(exc), GateFailure.KEYS) from None
+        print(f"new holder-reference key written to {spec}", file=sys.stderr)
     try:
-        key = load_key(key_file)
+        key = load_key(spec)
     except BanListError as exc:
         raise GateCommandError(f"{exc} (create one with --new-key)", GateFailure.KEYS) from None
     line = sys.stdin.readline().strip()

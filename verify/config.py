@@ -123,7 +123,10 @@ class GateConfig:
 
         ban_list: BanList | None = None
         ban_file = _path(path, gate, "ban_list")
-        key_file = _path(path, gate, "ban_list_key")
+        # The holder-reference key: a 0600 file, or the RFC 7512 URI of its HMAC key in the token (pkcs11:...)
+        key_spec = _str(path, gate, "ban_list_key")
+        key_file: str | Path | None = key_spec if key_spec and key_spec.startswith("pkcs11:") else \
+            _path(path, gate, "ban_list_key")
         if (ban_file is None) != (key_file is None):
             raise ConfigError(path, "gate.ban_list_key", "ban_list and ban_list_key go together")
         if ban_file is not None and key_file is not None:

@@ -78,10 +78,11 @@ def test_token_backend_holds_every_private_key_in_the_token(tmp_path: Path) -> N
     assert _files_with_private_keys(home.root) == []
     assert any((home.root / "token" / "store").rglob("*.object"))  # SoftHSM2's own (PIN-encrypted) store
 
-    # Every private key in every token: non-extractable, sensitive, generated there.
-    for label in ("cb-ca", f"cb-site-{SITE_A}", f"cb-site-{SITE_B}", "cb-desk-desk1"):
+    # Every private and secret key in every token: non-extractable, sensitive, generated there.
+    for label in ("cb-ca", f"cb-site-{SITE_A}", f"cb-site-{SITE_B}", "cb-desk-desk1", "cb-holder-ref"):
         session = TokenSession.open(label)
-        secrets_ = [o for o in session._session.get_objects({p11.Attribute.CLASS: p11.ObjectClass.PRIVATE_KEY})]  # noqa: SLF001
+        secrets_ = [o for klass in (p11.ObjectClass.PRIVATE_KEY, p11.ObjectClass.SECRET_KEY)
+                    for o in session._session.get_objects({p11.Attribute.CLASS: klass})]  # noqa: SLF001
         assert secrets_, label
         for obj in secrets_:
             assert obj[p11.Attribute.EXTRACTABLE] is False and obj[p11.Attribute.NEVER_EXTRACTABLE] is True
@@ -103,6 +104,49 @@ def test_token_backend_holds_every_private_key_in_the_token(tmp_path: Path) -> N
         old, ks.current_verifier_kid(SITE_A)}
     ks.revoke_station("desk1")
     assert not [o for o in TokenSession.open("cb-desk-desk1").objects() if o.label.startswith("station:")]
+
+
+def test_holder_reference_key_is_an_hmac_key_used_through_the_token(tmp_path: Path) -> None:
+    """The desk pseudonymises and the gate matches its ban list with the token's HMAC key; no key file anywhere."""
+    from card.holderref import FileHolderRefKey, HolderRefKey
+    from card.pkcs11 import TokenHmacKey
+    from verify.banlist import BanEntry, BanList, BanListError, format_banlist, pseudonymise
+    from verify.config import GateConfig
+
+    home = Home(tmp_path / "home").ensure()
+    ks = KeyStore.init(home.keystore, site=SITE_A, backend="pkcs11")
+    ks.issue_station("desk1")
+    officer_key = ks.holder_ref_key()
+    assert isinstance(officer_key, TokenHmacKey) and isinstance(officer_key, HolderRefKey)
+    assert not (home.keystore / "holder-ref.key").exists()
+    assert json.loads((home.keystore / "holder-ref.token").read_text()) == {"token": "cb-holder-ref",
+                                                                           "label": "holder-ref"}
+    desk = DeskBundle.open(ks.export_desk("desk1", home.desk_bundle))
+    assert not (home.desk_bundle / "holder-ref.key").exists()
+    desk_key = desk.holder_ref_key()
+    assert isinstance(desk_key, TokenHmacKey) and desk_key.key_id == officer_key.key_id
+    ref = pseudonymise("85.07.30-033.28", desk_key)  # at enrolment, HMAC computed in the token
+    assert len(ref) == 32 and ref == pseudonymise("85073003328", officer_key)
+    assert ref != pseudonymise("85073003328", FileHolderRefKey(os.urandom(32)))
+
+    # The ISPS platform's list, made with the same key; the gate names the key by its RFC 7512 URI.
+    ban_file = tmp_path / "banlist.txt"
+    ban_file.write_text(format_banlist([BanEntry(ref, datetime.now(UTC).date() + timedelta(days=9))], officer_key))
+    assert ks.holder_ref_key_spec() == "pkcs11:token=cb-holder-ref;object=holder-ref;type=secret-key"
+    config = tmp_path / "gate.toml"
+    policy = (Path(__file__).parents[2] / "verify" / "gate.example.toml").read_text()
+    config.write_text(f'[gate]\nid = "g1"\nban_list = "{ban_file}"\nban_list_key = "{ks.holder_ref_key_spec()}"\n\n'
+                      + policy[policy.index("[policy.level1]"):])
+    bans = GateConfig.load(config).ban_list
+    assert bans is not None and bans.key_id == officer_key.key_id
+    assert bans.is_banned(ref, datetime.now(UTC).date()) is not None
+    with pytest.raises(BanListError, match="another key"):  # a list made with some other key fails loudly
+        BanList.parse(format_banlist([], os.urandom(32)), desk_key)
+
+    # A holder-reference token that holds another secret key is refused by the desk.
+    TokenSession.open("cb-holder-ref").generate_hmac("smuggled")
+    with pytest.raises(bundles.BundleOverreachError, match="holder-reference key only"):
+        DeskBundle.open(home.desk_bundle).holder_ref_key()
 
 
 def test_inventory_and_audit_events_of_key_operations(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

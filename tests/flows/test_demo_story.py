@@ -35,10 +35,14 @@ def test_the_demo_story(pcscd, faces_dir: Path, tmp_path: Path, backend: str) ->
     assert json.loads((home.desk_bundle / "bundle.json").read_text())["backend"] == backend
     assert json.loads((home.gate_bundle / "bundle.json").read_text())["site"] == "BEANR-DEMO"
     key_files = [p for p in home.root.rglob("*") if p.is_file() and (home.root / "token" / "store") not in p.parents
-                 and p.name != "holder-ref.key"  # an HMAC secret in a 0600 file (not yet in the token)
+                 and (backend == "pkcs11" or p.name != "holder-ref.key")  # file backend: an HMAC key file (0600)
                  and (p.suffix == ".key" or p.name.endswith(".ed25519") or b"PRIVATE KEY" in p.read_bytes())]
     if backend == "pkcs11":
-        assert key_files == []  # CA, station, verifiers and the audit checkpoint key are all in tokens
+        # CA, station, verifiers, the audit checkpoint key and the holder-reference HMAC key are all in tokens
+        assert key_files == []
+        manifest = json.loads((home.desk_bundle / "bundle.json").read_text())
+        assert manifest["holder_ref"] == {"token": "cb-holder-ref", "label": "holder-ref"}
+        assert "pkcs11:token=cb-holder-ref" in (tmp_path / "cards" / "gate.toml").read_text()
     else:
         assert key_files and all(b"ENCRYPTED PRIVATE KEY" in p.read_bytes() for p in key_files
                                  if not p.name.endswith(".ed25519"))

@@ -150,7 +150,9 @@ def test_load_key(tmp_path: Path) -> None:
     p = tmp_path / "holder-ref.key"
     p.write_text(KEY.hex() + "\n")
     p.chmod(0o600)
-    assert load_key(p) == KEY
+    loaded = load_key(p)  # a key object (card.holderref): the same MAC and key id as the raw bytes
+    assert loaded.backend == "file" and loaded.key_id == key_id(KEY) and KEY.hex() not in repr(loaded)
+    assert pseudonymise("85.07.30-033.28", loaded) == pseudonymise("85.07.30-033.28", KEY)
     p.chmod(0o644)
     with pytest.raises(BanListError, match="chmod 600"):
         load_key(p)
