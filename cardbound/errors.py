@@ -34,7 +34,7 @@ class ExitCode(IntEnum):
     CARD_REVOKED = 44
     CARD_AUTH_FAILED = 45  # clone or replay: the card did not prove possession of its 9E key
     CARD_CERT_INVALID = 46
-    LISTS_STALE = 48  # gate: its CRL is past its next update (revocation cannot be checked): refused
+    LISTS_STALE = 48  # gate: its CRL, ban list or revoked-card list is too old for the ISPS level: refused
     SEVERAL_FACES = 47  # gate: a second face in the capture, refused by the policy at this level
     KEYS = 50  # keystore missing or invalid
     AUDIT = 60  # audit log failed verification

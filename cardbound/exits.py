@@ -52,6 +52,7 @@ GATE_FAILURE: Mapping[GateFailure, ExitCode] = {
     GateFailure.NO_READER: ExitCode.NO_READER,
     GateFailure.WORKER: ExitCode.FAILURE,
     GateFailure.NO_CAMERA: ExitCode.NO_CAMERA,
+    GateFailure.LISTS_STALE: ExitCode.LISTS_STALE,
     GateFailure.CHECK: ExitCode.GATE_FAULT,
     GateFailure.FAULT: ExitCode.GATE_FAULT,
 }

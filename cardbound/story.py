@@ -241,7 +241,7 @@ def tell(home: Home, faces: Path, workdir: Path, *, say: Say, lang: str = "en", 
                 f"ISPS security level {settings.security_level()}")
             gate = Gate(settings.gate_id, trust, settings.policy, settings.security_level,
                         worker_match(worker, _photo(photos, ""), settings.time_budget_s), log, bans=settings.bans,
-                        is_revoked=settings.is_revoked)
+                        revoked=settings.revoked)
 
             def present(title: str, expected: str, card: VirtualCardProcess, live: str) -> Decision:
                 gate.match = worker_match(worker, _photo(photos, live), 2.0)

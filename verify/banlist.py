@@ -9,12 +9,16 @@ the list reveals no number to someone without the key.
 
 File format (UTF-8 text, one entry a line; `#` starts a comment; blank lines ignored):
 
-    cardbound-banlist 1 key-id=<16 hex>          first non-comment line: format, version, key fingerprint
+    cardbound-banlist 2 key-id=<16 hex> issued=2026-12-01T06:00:00Z   first non-comment line: format, version,
+                                                                      key fingerprint, issue time (UTC)
     <64 hex holder_ref> <YYYY-MM-DD>             banned up to and including that day
 
 The key is a `card.holderref.HolderRefKey`: a 0600 file (software backend) or a non-extractable HMAC key in a
 PKCS#11 token, used through the token (`pkcs11:` URI); raw bytes are accepted as a software key (tests, tools).
 The key fingerprint (`key_id(key)`) lets a gate loaded with the wrong key fail loudly instead of matching nothing.
+The issue time is when the list was exported from the ISPS platform: the gate policy's maximum age per security
+level applies to it (`verify.freshness`). Version 1 (`cardbound-banlist 1 key-id=...`, no issue time) is still
+read, as an *undated* list: a gate refuses every decision `LISTS_STALE` while it holds one.
 Lookups compare against every entry with `hmac.compare_digest` and never stop early, so the time taken does not
 depend on whether or where a holder is listed.
 """
@@ -26,17 +30,19 @@ import os
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import date
+from datetime import UTC, date, datetime
 from pathlib import Path
 
 from card.holderref import HolderRefKey, HolderRefKeyError, as_holder_ref_key, open_holder_ref_key
+from verify.freshness import IssueTimeError, ListStamp, format_issued, parse_issued
 
 HOLDER_REF_BYTES = 32
 HEADER = "cardbound-banlist"
-VERSION = 1
+VERSION = 2  # written; versions 1 (undated) and 2 are read
+READ_VERSIONS = (1, 2)
 MAX_FILE_BYTES = 16 * 1024 * 1024
 _SEPARATORS = re.compile(r"[\s.\-/]")
-_HEADER_RE = re.compile(rf"^{HEADER} (\d+) key-id=([0-9a-f]{{16}})$")
+_HEADER_RE = re.compile(rf"^{HEADER} (\d+) key-id=([0-9a-f]{{16}})(?: issued=(\S+))?$")
 _ENTRY_RE = re.compile(r"^([0-9a-f]{64})\s+(\d{4}-\d{2}-\d{2})$")
 
 
@@ -113,10 +119,17 @@ def _as_ref(holder_ref: bytes | bytearray | str) -> bytes:
 class BanList:
     """A loaded ban list. `is_banned(holder_ref, today)` is the only question it answers."""
 
-    def __init__(self, entries: Iterable[BanEntry], key_fingerprint: str, source: str = "<memory>") -> None:
+    def __init__(self, entries: Iterable[BanEntry], key_fingerprint: str, source: str = "<memory>", *,
+                 issued_at: datetime | None = None) -> None:
         self._entries = tuple(entries)
         self.key_id = key_fingerprint
         self.source = source
+        self.issued_at = issued_at  # None: an undated (version 1) list, stale wherever a maximum age applies
+
+    @property
+    def stamp(self) -> ListStamp:
+        """Its age, for the gate's freshness check (`verify.freshness`)."""
+        return ListStamp("ban list", self.source, self.issued_at)
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -139,6 +152,7 @@ class BanList:
     def parse(cls, text: str, key: HolderRefKey | bytes | bytearray, *, source: str = "<memory>") -> BanList:
         expected_id = key_id(key)
         header_seen = False
+        issued_at: datetime | None = None
         entries: list[BanEntry] = []
         for lineno, raw in enumerate(text.splitlines(), 1):
             line = raw.split("#", 1)[0].strip()
@@ -148,9 +162,19 @@ class BanList:
             if not header_seen:
                 m = _HEADER_RE.match(line)
                 if not m:
-                    raise BanListError(f"{where}: expected the header '{HEADER} {VERSION} key-id=<16 hex>'")
-                if int(m.group(1)) != VERSION:
+                    raise BanListError(f"{where}: expected the header '{HEADER} {VERSION} key-id=<16 hex> "
+                                       "issued=<YYYY-MM-DDTHH:MM:SSZ>'")
+                version = int(m.group(1))
+                if version not in READ_VERSIONS:
                     raise BanListError(f"{where}: unsupported ban-list version {m.group(1)}")
+                if (version >= 2) != (m.group(3) is not None):
+                    raise BanListError(f"{where}: version {version} " + (
+                        "must carry issued=<YYYY-MM-DDTHH:MM:SSZ>" if version >= 2 else "carries no issue time"))
+                if m.group(3) is not None:
+                    try:
+                        issued_at = parse_issued(m.group(3))
+                    except IssueTimeError as exc:
+                        raise BanListError(f"{where}: {exc}") from None
                 if not hmac.compare_digest(m.group(2), expected_id):
                     raise BanListError(f"{where}: made with another key (key-id {m.group(2)}, ours {expected_id})")
                 header_seen = True
@@ -165,7 +189,7 @@ class BanList:
             entries.append(BanEntry(bytes.fromhex(m.group(1)), until))
         if not header_seen:
             raise BanListError(f"{source}: empty file (no '{HEADER}' header)")
-        return cls(entries, expected_id, source)
+        return cls(entries, expected_id, source, issued_at=issued_at)
 
     def is_banned(self, holder_ref: bytes | bytearray | str, today: date) -> BanEntry | None:
         """The entry that bans `holder_ref` on `today` (the longest if listed twice), or None. Expired entries
@@ -179,9 +203,12 @@ class BanList:
         return found
 
 
-def format_banlist(entries: Iterable[BanEntry], key: HolderRefKey | bytes | bytearray) -> str:
-    """The file text for `entries` (for the tool that exports the list from the ISPS platform, and for tests)."""
-    lines = [f"{HEADER} {VERSION} key-id={key_id(key)}"]
+def format_banlist(entries: Iterable[BanEntry], key: HolderRefKey | bytes | bytearray, *,
+                   issued_at: datetime | None = None) -> str:
+    """The file text for `entries` (for the tool that exports the list from the ISPS platform, and for tests),
+    stamped with its issue time: `issued_at`, or now."""
+    issued = format_issued(issued_at or datetime.now(UTC))
+    lines = [f"{HEADER} {VERSION} key-id={key_id(key)} issued={issued}"]
     for e in entries:
         lines.append(f"{_as_ref(e.holder_ref).hex()} {e.until.isoformat()}")
     return "\n".join(lines) + "\n"

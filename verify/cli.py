@@ -6,6 +6,7 @@ import argparse
 import signal
 import sys
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 
 from audit import AuditLog, ConfigChanged
@@ -19,9 +20,10 @@ from verify.config import ConfigError
 from verify.decision import Decision, Reason
 from verify.errors import GateCommandError, GateFailure
 from verify.facematch import worker_match, worker_probe
-from verify.flow import Gate
+from verify.flow import Gate, list_health, list_stamps
+from verify.freshness import Assessment, Freshness
 from verify.gateloop import DoorHook, GateLoop, HookError, Lane, LoopResult
-from verify.selfcheck import Check, Status, attempt, crl_check, source_check, worst
+from verify.selfcheck import Check, Status, attempt, list_check, source_check, worst
 from verify.station import GateConfigError, GateSettings, NoSourceError
 from verify.station import load_settings as _load_settings
 
@@ -175,7 +177,7 @@ def _runtime(args: argparse.Namespace, source: SampleSource, settings: GateSetti
         match=worker_match(worker, source, settings.time_budget_s),
         audit=log,
         bans=settings.bans,
-        is_revoked=settings.is_revoked,
+        revoked=settings.revoked,
         # card and face in parallel: the worker captures while this process runs the card transaction
         start_probe=worker_probe(worker, source, settings.time_budget_s),
     )
@@ -248,12 +250,15 @@ def run_gate(args: argparse.Namespace) -> GateFailure | None:
         raise GateCommandError("no PC/SC reader found", GateFailure.NO_READER)
     lanes = _lanes(settings, names, readers)
     rt = _runtime(args, source, settings)
-    crl = crl_check(rt.gate.trust.crl.next_update_utc)
-    if crl.status is Status.FAIL:
+    level = settings.security_level()
+    health = rt.gate.list_health(level)
+    stale = [h for h in health if h.stale]
+    if stale:  # the gate's fault, said once: not a stream of LISTS_STALE refusals
+        _fault(rt.log, settings.gate_id, "lists_stale_at_start")
         rt.close()
-        raise GateCommandError(crl.message, GateFailure.KEYS)
-    if crl.status is Status.WARN:
-        print(f"WARNING: {crl.message}", file=sys.stderr, flush=True)
+        raise GateCommandError("; ".join(h.message for h in stale) + f" — at level {level} every card would be "
+                               "refused LISTS_STALE; the gate does not start", GateFailure.LISTS_STALE)
+    _warn_ahead(health)
     loop = GateLoop(rt.gate, lanes, rt.log, emit=lambda d: _emit(d, args.lang), hook=hook,
                     max_decisions=args.max_decisions)
 
@@ -268,12 +273,26 @@ def run_gate(args: argparse.Namespace) -> GateFailure | None:
             print(f"reload REFUSED, the previous configuration stays in force: {exc}", file=sys.stderr, flush=True)
             loop.fault("config_reload_refused")
             return
-        rt.gate.policy, rt.gate.bans, rt.gate.is_revoked = new.policy, new.bans, new.is_revoked
+        # A new list too old for the current level (or undated, or from the future) is refused like a bad file:
+        # the lists in force stay (the CRL is not reloaded here: it comes with the gate bundle, at restart).
+        health = list_health(new.policy, list_stamps(rt.gate.trust, new.bans, new.revoked),
+                             settings.security_level(), rt.gate.now())
+        stale = [h for h in health if h.stale and h.stamp.name != "crl"]
+        if stale:
+            print("reload REFUSED, the previous configuration stays in force: "
+                  + "; ".join(h.message for h in stale), file=sys.stderr, flush=True)
+            loop.fault("lists_reload_refused")
+            return
+        rt.gate.policy, rt.gate.bans, rt.gate.revoked = new.policy, new.bans, new.revoked
+        lists = ", ".join(f"{h.stamp.name} issued {_issued(h)}" for h in health if h.stamp.name != "crl")
         try:
-            rt.log.append(ConfigChanged(setting="gate.config_reloaded", new_value=args.config.name[:200]))
+            rt.log.append(ConfigChanged(setting="gate.config_reloaded",
+                                        new_value=f"{args.config.name}{'; ' + lists if lists else ''}"[:200]))
         except Exception as exc:  # noqa: BLE001
             print(f"reload: audit event failed ({type(exc).__name__})", file=sys.stderr, flush=True)
-        print(f"reload: configuration {args.config} in force", file=sys.stderr, flush=True)
+        print(f"reload: configuration {args.config} in force{' (' + lists + ')' if lists else ''}",
+              file=sys.stderr, flush=True)
+        _warn_ahead(health)
 
     loop.on_reload = reload
     previous = signal.signal(signal.SIGTERM, lambda *_: loop.stop.set())  # a supervisor's stop: clean exit 0
@@ -295,6 +314,26 @@ def run_gate(args: argparse.Namespace) -> GateFailure | None:
     return None
 
 
+def _issued(health: Assessment) -> str:
+    issued = health.stamp.issued
+    return issued.strftime("%Y-%m-%dT%H:%M:%SZ") if issued is not None else "undated"
+
+
+def _warn_ahead(health: list[Assessment]) -> None:
+    for h in health:
+        if h.status is Freshness.WARN:
+            print(f"WARNING: {h.message}", file=sys.stderr, flush=True)
+
+
+def _fault(log: AuditLog, gate_id: str, code: str) -> None:
+    from audit import GateFault
+
+    try:
+        log.append(GateFault(gate_id=gate_id, fault_code=code))
+    except Exception as exc:  # noqa: BLE001 - said, and the gate stops anyway
+        print(f"gate fault {code} could not be audited: {type(exc).__name__}", file=sys.stderr, flush=True)
+
+
 def _checks(args: argparse.Namespace) -> list[Check]:
     checks: list[Check] = []
     try:
@@ -306,6 +345,7 @@ def _checks(args: argparse.Namespace) -> list[Check]:
     problem = settings.level_problem()
     checks.append(Check("level", Status.WARN, f"{problem}: running at level 3") if problem
                   else Check("level", Status.OK, f"ISPS security level {settings.security_level()}"))
+    trust: GateTrust | None = None
     try:
         trust = _trust(args)
     except GateCommandError as exc:
@@ -313,7 +353,10 @@ def _checks(args: argparse.Namespace) -> list[Check]:
     else:
         checks.append(Check("trust", Status.OK, f"CA {trust.ca_certificate.subject.rfc4514_string()}, "
                                                 f"{len(trust.verifier_keys)} verifier key(s)"))
-        checks.append(crl_check(trust.crl.next_update_utc))
+    # Each list's age at the current level (the CRL only when the bundle loaded): the same rule as at decisions.
+    stamps = list_stamps(trust, settings.bans, settings.revoked)
+    for health in list_health(settings.policy, stamps, settings.security_level(), datetime.now(UTC)):
+        checks.append(list_check(health))
 
     def readers() -> str:
         names = list(args.reader or settings.readers or [])

@@ -186,7 +186,7 @@ def apply_config(settings: S, path: str | os.PathLike[str], *, gate_id: str | No
     if cfg.ban_list is not None:
         changes["bans"] = cfg.ban_list
     if cfg.revoked is not None:
-        changes["is_revoked"] = cfg.revoked.is_revoked
+        changes["revoked"] = cfg.revoked
     return dataclasses.replace(settings, **changes)  # type: ignore[type-var]
 
 

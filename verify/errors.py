@@ -18,6 +18,7 @@ class GateFailure(Enum):
     NO_READER = "no_reader"  # PC/SC unavailable or the named reader does not exist
     WORKER = "worker"  # the sandboxed biometric worker could not start
     NO_CAMERA = "no_camera"  # the live source cannot deliver frames (missing camera, file or folder)
+    LISTS_STALE = "lists_stale"  # the CRL, ban list or revoked-card list is too old for the current level
     CHECK = "check"  # `gate check` found a piece that FAILs
     FAULT = "fault"  # the running gate stopped on a fault of its own (a reader thread died)
 

@@ -1,4 +1,9 @@
-"""One gate decision: card transaction → ban list → policy → live capture and 1:1 compare → decision → wipe → audit.
+"""One gate decision: list ages → card transaction → ban list → policy → live capture and 1:1 compare → decision →
+wipe → audit.
+
+The lists come first: when the CRL, the ban list or the revoked-card list is older than the policy allows at the
+current ISPS level, the decision is `LISTS_STALE` at once, naming the list — no card transaction, no capture
+(the gate cannot vouch for any card while it may be missing a ban or a revocation).
 
 The live sample never enters this process: `match` (the sandboxed worker in production) receives the 512-byte
 reference, captures and compares inside the worker, and returns only a distance or a reason. The reference is
@@ -23,7 +28,9 @@ from card.values import HolderRef, InvalidValue
 from verify.banlist import BanEntry
 from verify.cardcheck import CardRejected, read_card, reprove
 from verify.decision import Decision, Reason
-from verify.policy import Requirement
+from verify.freshness import Assessment, ListStamp, assess
+from verify.policy import ListAges, Requirement
+from verify.revocation import RevocationList
 
 TEMPLATE_BYTES = 512  # the engine's reference template (128 float32); anything else is refused, not compared
 
@@ -61,9 +68,35 @@ StartProbe = Callable[[], ProbeSession]
 class Policy(Protocol):
     def requirement(self, level: int, category: str) -> Requirement: ...
 
+    @property
+    def list_ages(self) -> ListAges: ...
+
 
 class BanCheck(Protocol):
     def is_banned(self, holder_ref: bytes, today: date) -> BanEntry | None: ...
+
+
+def crl_stamp(trust: GateTrust) -> ListStamp:
+    """The CRL's age: issued at its thisUpdate, with its own nextUpdate as a second deadline."""
+    return ListStamp("crl", "of the gate bundle", trust.crl.last_update_utc, trust.crl.next_update_utc)
+
+
+def list_stamps(trust: GateTrust | None, bans: object | None, revoked: RevocationList | None) -> list[ListStamp]:
+    """Every list the gate decides with, and its age. A ban check that cannot say its issue time is undated."""
+    stamps = [crl_stamp(trust)] if trust is not None else []
+    if bans is not None:
+        stamp = getattr(bans, "stamp", None)
+        stamps.append(stamp if isinstance(stamp, ListStamp) else ListStamp("ban list", repr(bans)[:80], None))
+    if revoked is not None:
+        stamps.append(revoked.stamp)
+    return stamps
+
+
+def list_health(policy: Policy, stamps: list[ListStamp], level: int, now: datetime) -> list[Assessment]:
+    """Each list's age against `policy`'s maximum at ISPS `level` (the gate's start, `gate check`, a reload)."""
+    ages = policy.list_ages
+    return [assess(st, now=now, level=level, max_age=ages.max_age(level), warn_ahead=ages.warn_ahead(level))
+            for st in stamps]
 
 
 @dataclass
@@ -79,6 +112,15 @@ class Gate:
     now: Callable[[], datetime] = lambda: datetime.now(UTC)
     #: When set, the face is captured in parallel with the card transaction and `match` is not used.
     start_probe: StartProbe | None = None
+    #: The revoked-card list (by GUID), checked beside `is_revoked`; its issue time is limited by the policy.
+    revoked: RevocationList | None = None
+
+    def list_health(self, level: int, now: datetime | None = None) -> list[Assessment]:
+        """The age of each list (CRL, ban list, revoked-card list) against the policy at `level`."""
+        return list_health(self.policy, list_stamps(self.trust, self.bans, self.revoked), level, now or self.now())
+
+    def _revoked(self, guid: bytes) -> bool:
+        return self.is_revoked(guid) or (self.revoked is not None and self.revoked.is_revoked(guid))
 
     def decide_connection(self, conn: ApduConnection, *, reader_id: str | None = None,
                           lane_id: str | None = None) -> Decision:
@@ -140,6 +182,10 @@ class Gate:
         return decision
 
     def _decide(self, session: PivSession, level: int, t0: float) -> Decision:
+        stale = [a for a in self.list_health(level) if a.stale]
+        if stale:  # before any card or biometric work: nothing this gate could conclude would be trustworthy
+            return Decision(Reason.LISTS_STALE, self.gate_id, security_level=level,
+                            detail="; ".join(a.short for a in stale))
         probe = self.start_probe() if self.start_probe is not None else None
         try:
             return self._decide_with(probe, session, level)
@@ -150,7 +196,7 @@ class Gate:
     def _decide_with(self, probe: ProbeSession | None, session: PivSession, level: int) -> Decision:
         now = self.now()
         try:
-            reading = read_card(session, self.trust, now=now, is_revoked=self.is_revoked)
+            reading = read_card(session, self.trust, now=now, is_revoked=self._revoked)
         except CardRejected as rej:
             return Decision(rej.reason, self.gate_id, rej.card_id, level, detail=rej.detail)
         decision = Decision(Reason.INTERNAL_ERROR, self.gate_id, reading.card_id, level)

@@ -11,6 +11,10 @@ A policy is validated when it is built (see `GatePolicy.from_mapping`, used by `
 defines the same categories, thresholds lie in (0, 1.2), and a higher level is never weaker than a lower one (a
 category refused at level n is refused above it; a face check required at n is required above it; the threshold
 never grows with the level). A category the policy does not know is refused (fail closed).
+
+The policy also says how old the gate's lists may be at each level (`ListAges`, the optional `[policy.lists]`
+table): the CRL, the port-ban list and the revoked-card list. Past that age every decision is refused
+`LISTS_STALE` (see `verify.freshness`).
 """
 
 from __future__ import annotations
@@ -18,7 +22,8 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any
 
 LEVELS = (1, 2, 3)
@@ -31,6 +36,14 @@ DEFAULT_MAX_VALIDITY_DAYS = 5 * 365
 MAX_VALIDITY_RANGE = (1, 10 * 366)
 _ENTRY_KEYS = frozenset({"admitted", "biometric", "threshold", "several_faces"})
 SEVERAL_FACES = ("refuse", "flag")  # what a second face in the live capture means for this category and level
+#: Maximum list age per level, in hours. Anchor: TWIC, 33 CFR 101.525 (a)-(c): the card validity check uses a list
+#: of cancelled cards no more than 7 days old at MARSEC level 1 and no more than 1 day old at levels 2 and 3.
+DEFAULT_MAX_AGE_HOURS = {1: 7 * 24, 2: 24, 3: 24}
+#: Warn this long before a list goes stale (start-up and `gate check`): two days of a week at level 1, half a day
+#: of a day at levels 2-3 (time to fetch and load a fresh list before the lane closes).
+DEFAULT_WARN_AHEAD_HOURS = {1: 48, 2: 12, 3: 12}
+MAX_AGE_RANGE_HOURS = (1, 31 * 24)  # a list older than a month is never acceptable, whatever the plan says
+_LIST_KEYS = frozenset({"max_age_hours", "warn_ahead_hours"})
 
 
 def default_several_faces(level: int) -> str:
@@ -69,11 +82,61 @@ class Rule:
 
 
 @dataclass(frozen=True)
+class ListAges:
+    """How old the gate's lists (CRL, ban list, revoked-card list) may be at each ISPS level, and how long before
+    that the self-check warns. Hours per level; validated by `from_mapping` (the `[policy.lists]` table)."""
+
+    max_age_hours: Mapping[int, int] = field(default_factory=lambda: dict(DEFAULT_MAX_AGE_HOURS))
+    warn_ahead_hours: Mapping[int, int] = field(default_factory=lambda: dict(DEFAULT_WARN_AHEAD_HOURS))
+
+    def max_age(self, level: int) -> timedelta:
+        return timedelta(hours=self.max_age_hours[level])
+
+    def warn_ahead(self, level: int) -> timedelta:
+        return timedelta(hours=self.warn_ahead_hours[level])
+
+    @classmethod
+    def from_mapping(cls, data: Any, *, prefix: str = "policy.lists") -> ListAges:
+        """`{"level1": {"max_age_hours": 168, "warn_ahead_hours": 48}, ...}`; every key optional (defaults above).
+        A higher level never allows older lists than a lower one."""
+        if not isinstance(data, Mapping):
+            raise PolicyError(prefix, "must be a table such as level2 = { max_age_hours = 24, warn_ahead_hours = 12 }")
+        for key in data:
+            if key not in {f"level{n}" for n in LEVELS}:
+                raise PolicyError(f"{prefix}.{key}", "unknown key (expected level1, level2, level3)")
+        max_age: dict[int, int] = {}
+        warn: dict[int, int] = {}
+        lo, hi = MAX_AGE_RANGE_HOURS
+        for n in LEVELS:
+            key = f"{prefix}.level{n}"
+            entry = data.get(f"level{n}", {})
+            if not isinstance(entry, Mapping):
+                raise PolicyError(key, "must be a table such as { max_age_hours = 24, warn_ahead_hours = 12 }")
+            for k in entry:
+                if k not in _LIST_KEYS:
+                    raise PolicyError(f"{key}.{k}", "unknown key (expected max_age_hours, warn_ahead_hours)")
+            age = entry.get("max_age_hours", DEFAULT_MAX_AGE_HOURS[n])
+            if isinstance(age, bool) or not isinstance(age, int) or not lo <= age <= hi:
+                raise PolicyError(f"{key}.max_age_hours", f"must be a whole number of hours {lo}..{hi}, got {age!r}")
+            ahead = entry.get("warn_ahead_hours", min(DEFAULT_WARN_AHEAD_HOURS[n], age - 1))
+            if isinstance(ahead, bool) or not isinstance(ahead, int) or not 0 <= ahead < age:
+                raise PolicyError(f"{key}.warn_ahead_hours",
+                                  f"must be a whole number of hours from 0 to less than max_age_hours ({age}), "
+                                  f"got {ahead!r}")
+            if n > 1 and age > max_age[n - 1]:
+                raise PolicyError(f"{key}.max_age_hours", f"{age} h is longer than level {n - 1}'s {max_age[n - 1]} h "
+                                                          "(a higher level never accepts older lists)")
+            max_age[n], warn[n] = age, ahead
+        return cls(max_age, warn)
+
+
+@dataclass(frozen=True)
 class GatePolicy:
     """Rules per level (1, 2, 3) and category. Build with `from_mapping` (validates) or `verify.config`."""
 
     rules: Mapping[int, Mapping[str, Rule]]
     max_validity_days: int = DEFAULT_MAX_VALIDITY_DAYS
+    list_ages: ListAges = field(default_factory=ListAges)
 
     @property
     def categories(self) -> tuple[str, ...]:
@@ -105,9 +168,10 @@ class GatePolicy:
             raise PolicyError(prefix, "must be a table")
         expected = {f"level{n}" for n in LEVELS}
         for key in data:
-            if key not in expected and key != "max_validity_days":
+            if key not in expected and key not in ("max_validity_days", "lists"):
                 raise PolicyError(f"{prefix}.{key}", "unknown key (expected level1, level2, level3, "
-                                                     "max_validity_days)")
+                                                     "max_validity_days, lists)")
+        list_ages = ListAges.from_mapping(data.get("lists", {}), prefix=f"{prefix}.lists")
         max_days = data.get("max_validity_days", DEFAULT_MAX_VALIDITY_DAYS)
         lo_days, hi_days = MAX_VALIDITY_RANGE
         if isinstance(max_days, bool) or not isinstance(max_days, int) or not lo_days <= max_days <= hi_days:
@@ -126,7 +190,7 @@ class GatePolicy:
                     rules[n][cat] = Rule(rule.admitted, rule.biometric, rule.threshold, default_several_faces(n))
         _check_same_categories(rules, prefix)
         _check_monotonic(rules, prefix)
-        return cls(rules, max_days)
+        return cls(rules, max_days, list_ages)
 
 
 def _rule(key: str, category: str, entry: Any) -> Rule:
@@ -197,4 +261,5 @@ def _check_monotonic(rules: Mapping[int, Mapping[str, Rule]], prefix: str) -> No
                                                        f"{lo.threshold} (must not grow with the level)")
 
 
-__all__ = ["ANNEX_CATEGORIES", "LEVELS", "THRESHOLD_RANGE", "GatePolicy", "PolicyError", "Requirement", "Rule"]
+__all__ = ["ANNEX_CATEGORIES", "DEFAULT_MAX_AGE_HOURS", "DEFAULT_WARN_AHEAD_HOURS", "LEVELS", "THRESHOLD_RANGE",
+           "GatePolicy", "ListAges", "PolicyError", "Requirement", "Rule"]

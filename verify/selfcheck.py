@@ -9,13 +9,12 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
 from enum import Enum
 from pathlib import Path
 
 from biometric.capture import SampleSource
+from verify.freshness import Assessment, Freshness
 
-CRL_WARN_AHEAD = timedelta(days=2)  # warn this long before the CRL's nextUpdate (then every card would be refused)
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".ppm", ".pgm"}
 
 
@@ -60,17 +59,13 @@ def source_check(source: SampleSource | None) -> Check:
     return Check("camera", Status.OK, f"{kind}: {', '.join(args)}")
 
 
-def crl_check(next_update: datetime | None, now: datetime | None = None) -> Check:
-    now = now or datetime.now(UTC)
-    if next_update is None:
-        return Check("crl", Status.FAIL, "the CRL has no nextUpdate")
-    if now > next_update:
-        return Check("crl", Status.FAIL, f"CRL expired at {next_update:%Y-%m-%d %H:%M} UTC: every card would be "
-                                         "refused; load a fresh trust bundle (`keys refresh-crl`, `export-gate`)")
-    if next_update - now < CRL_WARN_AHEAD:
-        return Check("crl", Status.WARN, f"CRL expires {next_update:%Y-%m-%d %H:%M} UTC (in "
-                                         f"{(next_update - now).total_seconds() / 3600:.0f} h): refresh it now")
-    return Check("crl", Status.OK, f"CRL valid until {next_update:%Y-%m-%d %H:%M} UTC")
+def list_check(health: Assessment) -> Check:
+    """One list's age at the current level: OK, WARN ahead of its deadline, FAIL once stale (every card refused)."""
+    status = {Freshness.OK: Status.OK, Freshness.WARN: Status.WARN, Freshness.STALE: Status.FAIL}[health.status]
+    message = health.message
+    if health.stale:
+        message += ": every card would be refused LISTS_STALE"
+    return Check(health.stamp.name, status, message)
 
 
 def attempt(name: str, fn: Callable[[], str]) -> Check:

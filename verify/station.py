@@ -14,7 +14,8 @@ from biometric.capture import SampleSource
 from biometric.template import DEFAULT_THRESHOLD
 from card.values import InvalidValue, StationId
 from verify.flow import BanCheck, Policy
-from verify.policy import Requirement, default_several_faces
+from verify.policy import ListAges, Requirement, default_several_faces
+from verify.revocation import RevocationList
 
 LEVEL_FILE = "security-level"
 
@@ -33,6 +34,7 @@ class BuiltinPolicy:
     the engine's default threshold at level 1, stricter at 2 and 3."""
 
     thresholds: tuple[float, float, float] = (DEFAULT_THRESHOLD, DEFAULT_THRESHOLD - 0.02, DEFAULT_THRESHOLD - 0.04)
+    list_ages: ListAges = field(default_factory=ListAges)  # the default maximum list ages per level
 
     def requirement(self, level: int, category: str) -> Requirement:
         return Requirement(admitted=True, biometric=True, threshold=self.thresholds[level - 1], level=level,
@@ -49,9 +51,14 @@ class GateSettings:
     camera: int | None = None
     time_budget_s: float = 2.0
     bans: BanCheck | None = None
-    is_revoked: Callable[[bytes], bool] = lambda guid: False
+    revoked: RevocationList | None = None  # the revoked-card list (by GUID), with its issue time
     site_id: str = "site"
     node_id: str = "node"  # the station's audit-log node (one log per home)
+
+    @property
+    def is_revoked(self) -> Callable[[bytes], bool]:
+        revoked = self.revoked
+        return revoked.is_revoked if revoked is not None else (lambda guid: False)
 
     @property
     def level_file(self) -> Path:

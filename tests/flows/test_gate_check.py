@@ -11,7 +11,8 @@ from pathlib import Path
 from card.keystore import KeyStore
 from cardbound.errors import ExitCode
 from cardbound.home import Home
-from verify.selfcheck import Status, crl_check
+from verify.freshness import ListStamp, assess
+from verify.selfcheck import Check, Status, list_check
 
 CARDBOUND = str(Path(sys.executable).with_name("cardbound"))
 
@@ -72,14 +73,19 @@ def test_a_source_that_cannot_deliver_frames_stops_the_gate_at_start_up(tmp_path
     assert not audit_db.exists() or b"gate.decision" not in audit_db.read_bytes()
 
 
-def test_crl_age_is_ok_warned_ahead_or_failed() -> None:
+def test_list_ages_are_ok_warned_ahead_or_failed() -> None:
     now = datetime(2026, 12, 1, 12, tzinfo=UTC)
-    assert crl_check(now + timedelta(days=5), now).status is Status.OK
-    warn = crl_check(now + timedelta(hours=30), now)
-    assert warn.status is Status.WARN and "30 h" in warn.message
-    stale = crl_check(now - timedelta(days=4), now)
-    assert stale.status is Status.FAIL and "expired" in stale.message
-    assert crl_check(None, now).status is Status.FAIL
+
+    def check(next_update: datetime, level: int = 1) -> Check:
+        stamp = ListStamp("crl", "of the gate bundle", now - timedelta(hours=1), next_update)
+        return list_check(assess(stamp, now=now, level=level, max_age=timedelta(days=7),
+                                 warn_ahead=timedelta(hours=48)))
+
+    assert check(now + timedelta(days=5)).status is Status.OK
+    warn = check(now + timedelta(hours=30))
+    assert warn.status is Status.WARN and "in 30 h" in warn.message and warn.name == "crl"
+    stale = check(now - timedelta(days=4))
+    assert stale.status is Status.FAIL and "stale" in stale.message and "LISTS_STALE" in stale.message
 
 
 def test_sighup_reload_keeps_the_old_config_when_the_new_one_is_bad(pcscd, tmp_path: Path,  # type: ignore[no-untyped-def]

@@ -48,7 +48,8 @@ def test_signed_odd_values_are_decided_and_audited(  # type: ignore[no-untyped-d
         data = seal(os.urandom(template_len), header, CardBinding.for_card(done.guid, done.public_key),
                     store.station_credentials("desk1"), store.verifier_public_key())
         write_sealed_template(session, store.management_key_for(done.guid), data)
-    bans = BanList([BanEntry(secrets.token_bytes(32), date.today() + timedelta(days=9))], "test")  # the list is on
+    bans = BanList([BanEntry(secrets.token_bytes(32), date.today() + timedelta(days=9))], "test",  # the list is on
+                   issued_at=now)
     with AuditLog.open(tmp_path / "audit.db", node_id="gate-node", key_file=tmp_path / "audit.key") as log:
         gate = Gate("gate-odd", store.gate_trust(), BuiltinPolicy(), lambda: 1, _never, log, bans=bans)
         with transport.connect(card.reader_name, timeout=5.0) as conn:
@@ -76,6 +77,7 @@ def test_a_stale_crl_refuses_with_lists_stale(tmp_path: Path, virtual_card_facto
                     store.station_credentials("desk1"), store.verifier_public_key())
         write_sealed_template(session, store.management_key_for(done.guid), data)
     trust = store.gate_trust()
+    assert trust.crl.next_update_utc is not None
     stale_at = trust.crl.next_update_utc + timedelta(days=4)  # a gate whose CRL expired 4 days ago
     with AuditLog.open(tmp_path / "audit.db", node_id="gate-node", key_file=tmp_path / "audit.key") as log:
         gate = Gate("gate-stale", trust, BuiltinPolicy(), lambda: 1, _never, log, now=lambda: stale_at)

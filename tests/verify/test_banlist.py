@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-from datetime import date
+from datetime import UTC, date, datetime
 from pathlib import Path
 
 import pytest
@@ -112,7 +112,11 @@ def test_wrong_key_is_refused_at_load(tmp_path: Path) -> None:
     [
         ("", "empty"),
         ("# only a comment\n", "empty"),
-        ("cardbound-banlist 2 key-id={kid}\n", "version"),
+        ("cardbound-banlist 2 key-id={kid}\n", "must carry issued"),
+        ("cardbound-banlist 3 key-id={kid} issued=2026-12-01T06:00:00Z\n", "version"),
+        ("cardbound-banlist 2 key-id={kid} issued=2026-12-01\n", "not a UTC time"),
+        ("cardbound-banlist 2 key-id={kid} issued=2026-02-30T06:00:00Z\n", "not a valid date"),
+        ("cardbound-banlist 1 key-id={kid} issued=2026-12-01T06:00:00Z\n", "carries no issue time"),
         ("banlist key-id={kid}\n", "header"),
         ("cardbound-banlist 1 key-id={kid}\nzz{ref62} 2030-01-01\n", "line 2"),
         ("cardbound-banlist 1 key-id={kid}\n{ref} 2030-13-01\n", "not a date"),
@@ -160,3 +164,17 @@ def test_load_key(tmp_path: Path) -> None:
     p.write_text("abcd")
     with pytest.raises(BanListError, match="64 hex"):
         load_key(p)
+
+
+def test_issue_time_is_written_and_read_back_and_version_1_is_undated() -> None:
+    when = datetime(2026, 12, 1, 6, 0, tzinfo=UTC)
+    ref = pseudonymise(BORN_1985, KEY)
+    text = format_banlist([BanEntry(ref, date(2030, 1, 1))], KEY, issued_at=when)
+    assert text.splitlines()[0] == f"cardbound-banlist 2 key-id={key_id(KEY)} issued=2026-12-01T06:00:00Z"
+    bl = BanList.parse(text, KEY, source="bans.txt")
+    assert bl.issued_at == when and bl.stamp.issued == when and bl.stamp.name == "ban list"
+    assert bl.is_banned(ref, TODAY) is not None
+    old = BanList.parse(f"cardbound-banlist 1 key-id={key_id(KEY)}\n{ref.hex()} 2030-01-01\n", KEY)
+    assert old.is_banned(ref, TODAY) is not None and old.issued_at is None  # still read, as undated
+    stamped_now = BanList.parse(format_banlist([], KEY), KEY).issued_at
+    assert stamped_now is not None and abs((datetime.now(UTC) - stamped_now).total_seconds()) < 5

@@ -4,7 +4,6 @@ the file, the key and the problem."""
 from __future__ import annotations
 
 import secrets
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
@@ -136,7 +135,7 @@ class _Settings:  # the shape of verify.station.GateSettings
     camera: int | None = None
     time_budget_s: float = 2.0
     bans: Any = None
-    is_revoked: Callable[[bytes], bool] = lambda guid: False
+    revoked: Any = None
     site_id: str = "site"
 
 
@@ -149,7 +148,8 @@ def test_apply_config(tmp_path: Path) -> None:
     assert (s.gate_id, s.site_id, s.readers, s.camera, s.time_budget_s) == ("g7", "BEANR-1742",
                                                                             ["Virtual PCD 00 01"], 2, 1.5)
     assert s.policy.requirement(2, "driver").threshold == 0.40
-    assert s.is_revoked(lost) and not s.is_revoked(secrets.token_bytes(16))
+    assert s.revoked.is_revoked(lost) and not s.revoked.is_revoked(secrets.token_bytes(16))
+    assert s.revoked.issued_at is not None  # the writer stamps its issue time
     assert s.bans is None
     assert apply_config(_Settings("default"), p, gate_id="cli-id").gate_id == "cli-id"
 

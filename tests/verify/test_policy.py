@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from verify.policy import GatePolicy, PolicyError, Requirement
+from verify.policy import GatePolicy, ListAges, PolicyError, Requirement
 
 
 def _base() -> dict[str, Any]:
@@ -162,3 +162,47 @@ def test_several_faces_defaults_and_monotonic() -> None:
                                  "level2": {"crew": {**rule, "several_faces": "flag"}}, "level3": {"crew": dict(rule)}})
     with pytest.raises(PolicyError, match="several_faces"):
         GatePolicy.from_mapping({f"level{n}": {"crew": {**rule, "several_faces": "maybe"}} for n in (1, 2, 3)})
+
+
+def test_list_ages_default_to_twic_and_are_configurable_per_level() -> None:
+    from datetime import timedelta
+
+    default = GatePolicy.from_mapping(_base()).list_ages
+    assert [default.max_age(n) for n in (1, 2, 3)] == [timedelta(days=7), timedelta(days=1), timedelta(days=1)]
+    assert [default.warn_ahead(n) for n in (1, 2, 3)] == [timedelta(hours=48), timedelta(hours=12),
+                                                          timedelta(hours=12)]
+    data = _base()
+    data["lists"] = {"level1": {"max_age_hours": 72}, "level2": {"max_age_hours": 12, "warn_ahead_hours": 3},
+                     "level3": {"max_age_hours": 6, "warn_ahead_hours": 0}}
+    ages = GatePolicy.from_mapping(data).list_ages
+    assert ages.max_age_hours == {1: 72, 2: 12, 3: 6} and ages.warn_ahead_hours == {1: 48, 2: 3, 3: 0}
+    small = ListAges.from_mapping({"level1": {"max_age_hours": 4}, "level2": {"max_age_hours": 4},
+                                   "level3": {"max_age_hours": 2}})
+    assert small.warn_ahead_hours == {1: 3, 2: 3, 3: 1}  # the default warning shrinks below a short maximum
+
+
+@pytest.mark.parametrize(
+    "lists,key,words",
+    [
+        ({"level1": {"max_age_hours": 0}}, "policy.lists.level1.max_age_hours", "1..744"),
+        ({"level1": {"max_age_hours": 745}}, "policy.lists.level1.max_age_hours", "1..744"),
+        ({"level2": {"max_age_hours": "24"}}, "policy.lists.level2.max_age_hours", "whole number"),
+        ({"level2": {"max_age_hours": 24.5}}, "policy.lists.level2.max_age_hours", "whole number"),
+        ({"level2": {"max_age_hours": True}}, "policy.lists.level2.max_age_hours", "whole number"),
+        ({"level1": {"max_age_hours": 24}, "level2": {"max_age_hours": 48}}, "policy.lists.level2.max_age_hours",
+         "longer than level 1"),
+        ({"level1": {"max_age_hours": 24, "warn_ahead_hours": 24}}, "policy.lists.level1.warn_ahead_hours",
+         "less than max_age_hours"),
+        ({"level3": {"warn_ahead_hours": -1}}, "policy.lists.level3.warn_ahead_hours", "from 0"),
+        ({"level3": {"max_age": 24}}, "policy.lists.level3.max_age", "unknown key"),
+        ({"level4": {}}, "policy.lists.level4", "unknown key"),
+        ({"level1": 24}, "policy.lists.level1", "must be a table"),
+        ([24, 24, 24], "policy.lists", "must be a table"),
+    ],
+)
+def test_bad_list_ages_are_config_errors(lists: Any, key: str, words: str) -> None:
+    data = _base()
+    data["lists"] = lists
+    with pytest.raises(PolicyError) as err:
+        GatePolicy.from_mapping(data)
+    assert err.value.key == key and words in err.value.problem, str(err.value)
