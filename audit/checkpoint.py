@@ -20,6 +20,7 @@ import hashlib
 import hmac
 import os
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -181,9 +182,28 @@ def key_path(keys_dir: Path, node_id: str) -> Path:
     return keys_dir / f"audit-{node_id}.ed25519"
 
 
+# Where a station's checkpoint key lives when it is not a file: the composition root registers a source (the
+# station's PKCS#11 token, for homes on the pkcs11 key backend) so that every `AuditLog.open` of that station —
+# `cardbound enrol`, `gate`, `keys ...`, `desk` — signs in the token instead of creating a key file.
+# The source gets (keys directory, node id) and returns a Signer, or None for "use the key file".
+SignerSource = Callable[[Path, str], "Signer | None"]
+_signer_source: SignerSource | None = None
+
+
+def set_signer_source(source: SignerSource | None) -> None:
+    global _signer_source
+    _signer_source = source
+
+
 def load_or_create_signer(path: Path, node_id: str) -> Signer:
-    """The node's checkpoint signing key: PKCS#8 PEM, 0600, created on first use (with a `.pub` beside it)."""
+    """The node's checkpoint signing key: PKCS#8 PEM, 0600, created on first use (with a `.pub` beside it).
+    A home whose key lives in a token (the registered source answers) never gets a key file; a key file that
+    already exists is kept (its log's checkpoints were signed with it)."""
     name = key_name(node_id)
+    if not path.exists() and _signer_source is not None:
+        found = _signer_source(path.parent, node_id)
+        if found is not None:
+            return found
     if path.exists():
         if path.stat().st_mode & 0o077:
             raise CheckpointError(f"{path}: signing key readable by others (chmod 600)")

@@ -70,6 +70,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return ExitCode.USAGE if args.command else ExitCode.OK
     args.home_dir = Home.resolve(args.home)
     args.home_dir.use_token()
+    from cardbound import auditkey
+
+    auditkey.install()  # a home on tokens signs its audit checkpoints in its token, never with a key file
     return dispatch(handler, args)
 
 

@@ -39,7 +39,6 @@ STATION = "desk-demo"
 GATE_ID = "gate-demo"
 SITE = "BEANR-DEMO"  # the gate's port facility; the desk also seals to a second site, as for a holder of both
 OTHER_SITE = "BEZEE-DEMO"
-NODE_TOKEN = "cb-node"  # noqa: S105 - a token label; the station's own token (audit checkpoint key) with the pkcs11 backend
 HOLDER_KEY_FILE = "holder-ref.key"
 PORTRAITS = Path("portraits") / "face_recognition"
 
@@ -166,22 +165,14 @@ def _session(reader: str) -> tuple[transport.PcscConnection, PivSession]:
 
 
 def audit_signer(keys: KeyStore, home: Home, say: Say) -> Any:
-    """With the token backend the station's audit checkpoint key is an Ed25519 key in its token, too."""
+    """With the token backend the station's audit checkpoint key is an Ed25519 key in its token, too (the same
+    key `cardbound` commands use: cardbound.auditkey)."""
     if keys.backend != "pkcs11":
         return None
-    from audit.checkpoint import Signer, key_name
-    from card import pkcs11
+    from cardbound.auditkey import NODE_TOKEN, node_key_label, token_signer
 
-    token = keys._token(NODE_TOKEN)  # noqa: SLF001 - the station's own token, created on first use
-    label = f"audit:{home.node_id}"
-    try:
-        key = token.ed25519_key(label)
-    except pkcs11.TokenKeyMissingError:
-        key = token.generate_ed25519(label)
-        say(f"audit: checkpoint key {label} generated in token {NODE_TOKEN} (non-extractable)")
-    signer = Signer(key_name(home.node_id), key)
-    # The public half beside where the file key would be, for `cardbound audit verify` and auditors.
-    (home.keystore / f"audit-{home.node_id}.ed25519.pub").write_text(signer.verifier.encode() + "\n")
+    signer = token_signer(home.keystore, home.node_id)
+    say(f"audit: checkpoint key {node_key_label(home.node_id)} in token {NODE_TOKEN} (non-extractable)")
     return signer
 
 

@@ -1,0 +1,57 @@
+"""The station's audit checkpoint key on the pkcs11 backend: an Ed25519 key in the home's token, never a file.
+
+`cardbound` registers `token_signer` with `audit.checkpoint.set_signer_source` at start, so every audit log a
+command opens in a home that has a token (HOME/token, made by `keys init --backend pkcs11` or a token bundle)
+signs its checkpoints with `audit:<NODE>` in token `cb-node` (generated there, non-extractable, on first use).
+Only the public half is written, `HOME/keys/audit-<NODE>.ed25519.pub`, for `cardbound audit verify` and auditors.
+A home without a token keeps the audit module's file key (`audit-<NODE>.ed25519`, 0600).
+"""
+
+from __future__ import annotations
+
+import secrets
+from pathlib import Path
+
+from audit.checkpoint import CheckpointError, Signer, key_name, key_path
+
+NODE_TOKEN = "cb-node"  # noqa: S105 - a token label; the station's own token (audit checkpoint key)
+
+
+def node_key_label(node_id: str) -> str:
+    return f"audit:{node_id}"
+
+
+def token_signer(keys_dir: Path, node_id: str) -> Signer | None:
+    """The checkpoint signer in the token of the home that `keys_dir` (HOME/keys) belongs to, or None when that
+    home has no token. Fails closed (CheckpointError) when the token is there but unusable (no PIN, wrong PIN)."""
+    token_dir = Path(keys_dir).parent / "token"
+    if not (token_dir / "softhsm2.conf").is_file():
+        return None
+    from card import pkcs11
+
+    label = node_key_label(node_id)
+    try:
+        pkcs11.softhsm_init(token_dir, NODE_TOKEN, pin=pkcs11.token_pin(), so_pin=secrets.token_hex(16))
+        session = pkcs11.TokenSession.open(NODE_TOKEN)
+        try:
+            key = session.ed25519_key(label)
+        except pkcs11.TokenKeyMissingError:
+            key = session.generate_ed25519(label)
+    except pkcs11.TokenError as exc:
+        raise CheckpointError(f"audit checkpoint key in the token: {exc}") from None
+    signer = Signer(key_name(node_id), key)
+    pub = key_path(Path(keys_dir), node_id)
+    pub = pub.with_name(pub.name + ".pub")
+    if not pub.is_file():
+        pub.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        pub.write_text(signer.verifier.encode() + "\n")
+    return signer
+
+
+def install() -> None:
+    from audit.checkpoint import set_signer_source
+
+    set_signer_source(token_signer)
+
+
+__all__ = ["NODE_TOKEN", "install", "node_key_label", "token_signer"]
