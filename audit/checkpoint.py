@@ -23,7 +23,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import ClassVar, Protocol, Self
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
@@ -51,38 +51,41 @@ def origin(node_id: str) -> str:
     return ORIGIN_PREFIX + node_id
 
 
-def _key_id(name: str, public_raw: bytes) -> bytes:
-    return hashlib.sha256(name.encode() + b"\n" + bytes([_ALG_ED25519]) + public_raw).digest()[:4]
-
-
 @dataclass(frozen=True)
 class VerifierKey:
-    """A signed-note verifier key: name + Ed25519 public key."""
+    """A signed-note verifier key: name + Ed25519 public key, `name+hex(key id)+base64(alg ‖ key)`.
+
+    `ALG` is the signed-note signature type (0x01: Ed25519 note signatures); the key id binds name, type and key:
+    SHA-256(name ‖ "\\n" ‖ alg ‖ key)[:4]. A subclass with another type (the witness's cosignature/v1 key) reuses
+    the encoding and its checks."""
+
+    ALG: ClassVar[int] = _ALG_ED25519
+    KIND: ClassVar[str] = "verifier"
 
     name: str
     public_raw: bytes
 
     @property
     def key_id(self) -> bytes:
-        return _key_id(self.name, self.public_raw)
+        return hashlib.sha256(self.name.encode() + b"\n" + bytes([self.ALG]) + self.public_raw).digest()[:4]
 
     def encode(self) -> str:
-        blob = base64.b64encode(bytes([_ALG_ED25519]) + self.public_raw).decode()
+        blob = base64.b64encode(bytes([self.ALG]) + self.public_raw).decode()
         return f"{self.name}+{self.key_id.hex()}+{blob}"
 
     @classmethod
-    def decode(cls, text: str) -> VerifierKey:
+    def decode(cls, text: str) -> Self:
         try:
             name, hexid, blob = text.strip().split("+", 2)
             raw = base64.b64decode(blob, validate=True)
             kid = bytes.fromhex(hexid)
         except (ValueError, binascii.Error) as exc:
-            raise CheckpointError(f"malformed verifier key: {exc}") from None
-        if not _NAME_RE.fullmatch(name) or len(raw) != 33 or raw[0] != _ALG_ED25519:
-            raise CheckpointError("malformed verifier key (name or algorithm)")
+            raise CheckpointError(f"malformed {cls.KIND} key: {exc}") from None
+        if not _NAME_RE.fullmatch(name) or len(raw) != 33 or raw[0] != cls.ALG:
+            raise CheckpointError(f"malformed {cls.KIND} key (name or algorithm)")
         key = cls(name, raw[1:])
         if not hmac.compare_digest(key.key_id, kid):
-            raise CheckpointError("verifier key id does not match its key")
+            raise CheckpointError(f"{cls.KIND} key id does not match its key")
         return key
 
     def verify(self, message: bytes, signature: bytes) -> bool:

@@ -17,13 +17,13 @@ from __future__ import annotations
 
 import base64
 import binascii
-import hashlib
 import hmac
 import os
 import struct
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
@@ -37,39 +37,12 @@ _SIG_PREFIX = "\u2014 "
 COSIGNED_FILE = "cosigned.checkpoint"
 
 
-def _key_id(name: str, public_raw: bytes) -> bytes:
-    return hashlib.sha256(name.encode() + b"\n" + bytes([ALG_COSIGNATURE_V1]) + public_raw).digest()[:4]
-
-
 @dataclass(frozen=True)
-class WitnessKey:
-    """A witness verifier key (signed-note vkey with signature type 0x04)."""
+class WitnessKey(VerifierKey):
+    """A witness verifier key (signed-note vkey with signature type 0x04, cosignature/v1)."""
 
-    name: str
-    public_raw: bytes
-
-    @property
-    def key_id(self) -> bytes:
-        return _key_id(self.name, self.public_raw)
-
-    def encode(self) -> str:
-        blob = base64.b64encode(bytes([ALG_COSIGNATURE_V1]) + self.public_raw).decode()
-        return f"{self.name}+{self.key_id.hex()}+{blob}"
-
-    @classmethod
-    def decode(cls, text: str) -> WitnessKey:
-        try:
-            name, hexid, blob = text.strip().split("+", 2)
-            raw = base64.b64decode(blob, validate=True)
-            kid = bytes.fromhex(hexid)
-        except (ValueError, binascii.Error) as exc:
-            raise CheckpointError(f"malformed witness key: {exc}") from None
-        if len(raw) != 33 or raw[0] != ALG_COSIGNATURE_V1 or not name:
-            raise CheckpointError("malformed witness key (not an Ed25519 cosignature/v1 key)")
-        key = cls(name, raw[1:])
-        if not hmac.compare_digest(key.key_id, kid):
-            raise CheckpointError("witness key id does not match its key")
-        return key
+    ALG: ClassVar[int] = ALG_COSIGNATURE_V1
+    KIND: ClassVar[str] = "witness"
 
 
 @dataclass(frozen=True)
