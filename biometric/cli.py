@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -45,47 +44,40 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     e.set_defaults(handler=_evaluate)
 
 
-def _guard(fn: Callable[[], int], lang: str = "en") -> int:
-    from biometric.errors import CameraError, ImageError, TemplateError
-    from biometric.quality import QualityFailure
-
-    try:
-        return fn()
-    except QualityFailure as exc:
-        raise BiometricCommandError(f"quality: {exc.reason}: {exc.message(lang)}", BiometricFailure.QUALITY) from exc  # type: ignore[arg-type]
-    except CameraError as exc:
-        raise BiometricCommandError(str(exc), BiometricFailure.NO_CAMERA) from exc
-    except ImageError as exc:
-        raise BiometricCommandError(f"{type(exc).__name__}: {exc}", BiometricFailure.INPUT) from exc
-    except TemplateError as exc:
-        raise BiometricCommandError(str(exc), BiometricFailure.TEMPLATE_INVALID) from exc
-
-
 def _compare(args: argparse.Namespace) -> int:
-    def run() -> int:
-        from biometric import DEFAULT_THRESHOLD, PRESETS, FaceEngine, compare, decide, load_path, sensitive
+    """Both photos are decoded and described in the sandboxed worker, as at the desk and the gate: this process
+    only ever sees the distance (or the quality reasons)."""
+    from biometric import DEFAULT_THRESHOLD, decide
+    from biometric.capture import SampleSource
+    from biometric.isolation import FaceWorker, IsolationError, RequestFailed, SampleUnusable
+    from biometric.quality import QualityReason, message
 
-        threshold = DEFAULT_THRESHOLD if args.threshold is None else args.threshold
-        if not 0.0 < threshold < 2.0:
-            raise BiometricCommandError("--threshold must be in (0, 2)", BiometricFailure.USAGE)
-        engine = FaceEngine(quality=PRESETS[args.preset])
-        several = args.allow_several
-        with sensitive(load_path(args.photo1)) as f1, sensitive(engine.analyse(f1, allow_several=several)) as s1:
-            f1.fill(0)
-            ref = engine.reference_template([s1])
-        with sensitive(ref), sensitive(load_path(args.photo2)) as f2:
-            s2 = engine.analyse(f2, allow_several=several)
-            f2.fill(0)
-            with sensitive(s2), sensitive(engine.probe_template(s2)) as probe:
-                distance = compare(ref, probe)
-        match = decide(distance, threshold)
-        if args.json:
-            print(json.dumps({"distance": round(distance, 4), "threshold": threshold, "match": match}))
-        else:
-            print(f"distance {distance:.4f}  threshold {threshold:.4f}  {'MATCH' if match else 'NO MATCH'}")
-        return 0
-
-    return _guard(run, args.lang)
+    threshold = DEFAULT_THRESHOLD if args.threshold is None else args.threshold
+    if not 0.0 < threshold < 2.0:
+        raise BiometricCommandError("--threshold must be in (0, 2)", BiometricFailure.USAGE)
+    source = SampleSource.photos(str(args.photo1), str(args.photo2))
+    try:
+        with FaceWorker() as worker:
+            result = worker.compare_photos(source, preset=args.preset, allow_several=args.allow_several)
+    except SampleUnusable as exc:
+        failure = BiometricFailure.NO_CAMERA if exc.kind == "CameraError" else BiometricFailure.INPUT
+        raise BiometricCommandError(f"{exc.kind}: {exc.detail}", failure) from None
+    except RequestFailed as exc:
+        if exc.kind == "TemplateError":
+            raise BiometricCommandError(exc.detail, BiometricFailure.TEMPLATE_INVALID) from None
+        raise BiometricCommandError(f"face worker: {exc}", BiometricFailure.WORKER) from None
+    except IsolationError as exc:
+        raise BiometricCommandError(f"face worker: {exc}", BiometricFailure.WORKER) from None
+    if result.distance is None:
+        reason = QualityReason(result.reasons[0])
+        raise BiometricCommandError(f"quality: photo {result.failed_photo}: {reason}: {message(reason, args.lang)}",
+                                    BiometricFailure.QUALITY)
+    match = decide(result.distance, threshold)
+    if args.json:
+        print(json.dumps({"distance": round(result.distance, 4), "threshold": threshold, "match": match}))
+    else:
+        print(f"distance {result.distance:.4f}  threshold {threshold:.4f}  {'MATCH' if match else 'NO MATCH'}")
+    return 0
 
 
 def _evaluate(args: argparse.Namespace) -> int:

@@ -53,6 +53,7 @@ class BiometricFailure(Enum):
     NO_CAMERA = "no_camera"
     QUALITY = "quality"  # no face passed the quality gate
     TEMPLATE_INVALID = "template_invalid"
+    WORKER = "worker"  # the sandboxed biometric worker could not start or failed
     MISSING_EXTRA = "missing_extra"  # `evaluate` without the optional extra (matplotlib, tqdm) installed
 
 

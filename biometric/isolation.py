@@ -23,7 +23,10 @@ raw payload (the 512-byte reference at the gate). They name the *source* of a sa
 camera index, video file, frames directory), never pixels. Replies (worker → parent) are JSON (never pickle: a
 worker compromised by a hostile image must not get code execution in the parent), followed by an optional raw
 payload received straight into a caller-owned bytearray (the 512-byte template at enrolment) so that the parent
-never holds an immutable copy it cannot wipe.
+never holds an immutable copy it cannot wipe. Raw payloads in both directions go through `send_buffer` and
+`recv_buffer_into` (same framing as `Connection.send_bytes`, but written from and read into the caller's buffer:
+`Connection.send_bytes` would send `header + buf`, a `bytes` copy of the reference, and `recv_bytes_into` reads
+through `bytes` chunks).
 
 Every request has a deadline. A worker that misses it or dies is killed (SIGKILL, by PID), a fresh one is spawned
 at once, and the caller gets a typed `IsolationError`.
@@ -34,6 +37,8 @@ Public API:
         .verify_probe(reference, source, *, threshold=None, budget_s=2.0, preset="gate", allow_several=True,
                       timeout_s=None) -> ProbeReply
         .frame_quality(encoded, *, preset="desk", timeout_s=10.0) -> FrameQuality   (the desk's live hints)
+        .compare_photos(SampleSource.photos(a, b), *, preset="gate", allow_several=False) -> PhotoComparison
+          (`cardbound biometric compare`: only the distance or the quality reasons come back)
         .enrol_template_from_frames(frames, *, preset="desk", max_samples=3, timeout_s=60.0) -> EnrolmentReply
           (encoded frames a browser sent, held in caller-owned bytearrays: they cross the pipe as the raw payload,
           are decoded only in the worker, and both copies are wiped)
@@ -57,6 +62,7 @@ import multiprocessing
 import os
 import resource
 import signal
+import struct
 import sys
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -300,7 +306,8 @@ def no_handlers() -> dict[str, Handler]:
 def face_handlers() -> dict[str, Handler]:
     return {"enrol_template": _h_enrol_template, "verify_probe": _h_verify_probe,
             "frame_quality": _h_frame_quality, "enrol_frames": _h_enrol_frames,
-            "probe_capture": _h_probe_capture, "probe_compare": _h_probe_compare, "probe_discard": _h_probe_discard}
+            "probe_capture": _h_probe_capture, "probe_compare": _h_probe_compare, "probe_discard": _h_probe_discard,
+            "compare_photos": _h_compare_photos}
 
 
 def _encoded_frames(payload: bytearray | None, lengths: list[int]) -> Iterator[Any]:
@@ -454,6 +461,38 @@ def _h_probe_discard(ctx: WorkerContext, payload: bytearray | None) -> HandlerRe
     had = ctx.pending is not None
     ctx.drop_pending()
     return {"discarded": had}, None
+
+
+def _h_compare_photos(
+    ctx: WorkerContext, payload: bytearray | None, source: SampleSource, preset: str, allow_several: bool
+) -> HandlerResult:
+    """`cardbound biometric compare`: the first photo of `source` as the enrolment sample, the second as the live
+    probe, both decoded, described and compared here; only the distance (or the quality reasons) leaves."""
+    from biometric.quality import PRESETS, QualityFailure
+    from biometric.template import compare
+    from biometric.wipe import sensitive, wipe
+
+    if source.kind != "photo" or len(source.paths) != 2:
+        raise ValueError("compare_photos needs a source of exactly two photos")
+    engine, quality = ctx.engine, PRESETS[preset]
+    frames = source.frames()
+    photo = 1
+    try:
+        with sensitive(next(frames)) as f1, sensitive(engine.analyse(f1, allow_several=allow_several,
+                                                                     quality=quality)) as s1:
+            wipe(f1)
+            ref = engine.reference_template([s1])
+        photo = 2
+        with sensitive(ref), sensitive(next(frames)) as f2:
+            s2 = engine.analyse(f2, allow_several=allow_several, quality=quality)
+            wipe(f2)
+            with sensitive(s2), sensitive(engine.probe_template(s2)) as probe:
+                distance = compare(ref, probe)
+    except QualityFailure as exc:
+        return {"distance": None, "photo": photo, "reasons": [r.value for r in exc.reasons]}, None
+    finally:
+        getattr(frames, "close", lambda: None)()  # a generator: stop the source (it wipes what it holds)
+    return {"distance": float(distance), "photo": None, "reasons": []}, None
 
 
 # Diagnostics: only registered when the parent asks for them (tests and the audit module's conformance probe).
@@ -612,11 +651,52 @@ def _load_registry(spec: str) -> dict[str, Handler]:
     return handlers
 
 
+# Raw payloads (templates, encoded frames) cross the pipe without ever being copied into a `bytes` object, which
+# could not be wiped and would stay in freed memory: `Connection.send_bytes` sends `header + buf` for anything up to
+# 16 KiB (an immutable copy of the 512-byte reference), and `Connection.recv_bytes_into` reads through `os.read`
+# chunks and a BytesIO before copying into the caller's buffer. These two keep the same framing (a 4-byte
+# big-endian length, then the bytes), so either end may still use the `Connection` methods for JSON and pickles.
+_LENGTH = struct.Struct("!i")
+
+
+def send_buffer(conn: Connection, buf: bytes | bytearray | memoryview) -> None:
+    """Send `buf` as one message, written straight from the caller's buffer (no copy)."""
+    fd = conn.fileno()
+    with memoryview(buf) as view, view.cast("B") as data:
+        for part in (memoryview(_LENGTH.pack(len(data))), data):
+            while len(part):
+                part = part[os.write(fd, part):]
+
+
+def recv_buffer_into(conn: Connection, buf: bytearray) -> int:
+    """Receive one message straight into `buf` (`readv`, no intermediate copy); return its length. A message
+    longer than `buf` raises `multiprocessing.BufferTooShort` with nothing of it read (the stream is then out of
+    step: the caller must drop the connection)."""
+    fd = conn.fileno()
+    head = b""
+    while len(head) < _LENGTH.size:
+        chunk = os.read(fd, _LENGTH.size - len(head))
+        if not chunk:
+            raise EOFError
+        head += chunk
+    n = int(_LENGTH.unpack(head)[0])
+    if not 0 <= n <= len(buf):
+        raise multiprocessing.BufferTooShort(f"message of {n} bytes for a {len(buf)}-byte buffer")
+    with memoryview(buf) as view:
+        got = 0
+        while got < n:
+            k = os.readv(fd, [view[got:n]])
+            if k == 0:
+                raise OSError("got end of file during message")
+            got += k
+    return n
+
+
 def _send(conn: Connection, header: dict[str, Any], payload: bytearray | None = None) -> None:
     header["payload"] = None if payload is None else len(payload)
     conn.send_bytes(json.dumps(header, allow_nan=False).encode())
     if payload is not None:
-        conn.send_bytes(payload)
+        send_buffer(conn, payload)
         payload[:] = bytes(len(payload))
 
 
@@ -652,7 +732,8 @@ def _worker_main(conn: Connection, registry: str, diagnostics: bool, audit_hook:
             if not 0 < payload_len <= MAX_FRAMES_PAYLOAD:
                 return  # a parent that announces this is broken: stop; it sees EOF and restarts us
             payload = bytearray(payload_len)
-            conn.recv_bytes_into(payload)
+            if recv_buffer_into(conn, payload) != payload_len:
+                return  # not what was announced: stop; the parent sees EOF and restarts us
         try:
             handler = handlers.get(op)
             if handler is None:
@@ -819,7 +900,7 @@ class SandboxedWorker:
         try:
             self._conn.send((rid, op, args, 0 if payload is None else len(payload)))
             if payload is not None:
-                self._conn.send_bytes(payload)
+                send_buffer(self._conn, payload)
             header = self._recv_header(deadline, op, timeout_s)
             if header.get("id") != rid:
                 raise WorkerProtocolError(f"reply to request {header.get('id')!r}, expected {rid}")
@@ -873,7 +954,7 @@ class SandboxedWorker:
             raise WorkerProtocolError(f"unexpected {length}-byte payload for {op}")
         self._wait(deadline, op, timeout_s)
         try:
-            n = self._conn.recv_bytes_into(into)
+            n = recv_buffer_into(self._conn, into)
         except multiprocessing.BufferTooShort as exc:
             raise WorkerProtocolError("payload longer than announced") from exc
         if n != length:
@@ -954,6 +1035,15 @@ class FrameQuality:
     ok: bool
     reasons: tuple[str, ...]
     inter_eye_px: float | None
+
+
+@dataclass(frozen=True)
+class PhotoComparison:
+    """`FaceWorker.compare_photos`: the distance, or which photo (1 or 2) failed the quality gate and why."""
+
+    distance: float | None
+    failed_photo: int | None
+    reasons: tuple[str, ...]
 
 
 class FaceWorker(SandboxedWorker):
@@ -1085,6 +1175,24 @@ class FaceWorker(SandboxedWorker):
                             timeout_s=timeout_s if timeout_s is not None else budget_s + 5.0, payload=reference)
         return _probe_reply(meta, threshold)
 
+    def compare_photos(
+        self, source: SampleSource, *, preset: str = "gate", allow_several: bool = False, timeout_s: float = 60.0
+    ) -> PhotoComparison:
+        """1:1 distance between the two photos of `source` (first: the enrolment sample, second: the probe),
+        computed in the worker (`cardbound biometric compare`); nothing but the distance or the quality reasons
+        comes back."""
+        if not isinstance(source, SampleSource) or source.kind != "photo" or len(source.paths) != 2:
+            raise TypeError("source must be SampleSource.photos(first, second)")
+        meta, _ = self.call("compare_photos", source, preset, allow_several, timeout_s=timeout_s)
+        distance, photo, reasons = meta.get("distance"), meta.get("photo"), _reasons(meta)
+        if distance is None:
+            if photo not in (1, 2) or not reasons:
+                raise WorkerProtocolError("inconsistent compare_photos reply")
+            return PhotoComparison(None, photo, tuple(reasons))
+        if photo is not None or reasons:
+            raise WorkerProtocolError("inconsistent compare_photos reply")
+        return PhotoComparison(_float(meta, "distance", 0.0, 2.0), None, ())
+
     def begin_probe(
         self,
         source: SampleSource,
@@ -1209,6 +1317,7 @@ __all__ = [
     "FrameQuality",
     "IsolationError",
     "PendingProbe",
+    "PhotoComparison",
     "ProbeReply",
     "RequestFailed",
     "SampleUnusable",

@@ -7,7 +7,8 @@ COSE_KDF_Context of RFC 9053 §5.2. Nothing here knows the container's layout (s
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import os
+from collections.abc import Callable, Mapping, Sequence
 from enum import IntEnum
 from typing import Any, Protocol
 
@@ -75,7 +76,7 @@ class CborError(ValueError):
         self.truncated = truncated
 
 
-def _scan(data: bytes, pos: int, depth: int) -> int:
+def _scan(data: bytes | bytearray | memoryview, pos: int, depth: int) -> int:
     """Walk one CBOR item without allocating anything: every declared length is checked against the bytes
     actually present, so a forged length can never make the decoder allocate more than the input size."""
     end = len(data)
@@ -146,6 +147,90 @@ def loads_strict(data: bytes) -> Any:
     if canonical != data:
         raise CborError("CBOR is not in deterministic encoding")
     return value
+
+
+# Wipeable encoding and decoding. A reference template must never sit in an immutable `bytes` object (it cannot be
+# wiped and stays in freed memory until reused), but cbor2 only produces and consumes `bytes`. So a secret byte
+# string is never given to cbor2: encoding uses a random stand-in of the same length (a CBOR byte string's encoding
+# depends only on its length) and the secret is copied into a bytearray at the stand-in's offset; decoding finds the
+# secret's span with the allocation-free scanner and hands cbor2 a copy in which that span is zeroed.
+
+SECRET_MIN = 16  # a shorter stand-in could occur elsewhere in the encoding by chance
+
+
+def dumps_spliced(build: Callable[[bytes], Any], secret: bytes | bytearray | memoryview) -> bytearray:
+    """Deterministic CBOR of `build(stand_in)` with `secret` written where the stand-in byte string is, in a
+    bytearray the caller wipes. `build` must place the stand-in exactly once, as a byte string. A secret shorter
+    than `SECRET_MIN` is encoded as it is (a random stand-in that short could recur by chance; nothing that short is
+    a template, which is 512 bytes)."""
+    n = len(secret)
+    if n < SECRET_MIN:
+        return bytearray(dumps(build(bytes(secret))))
+    stand_in = os.urandom(n)
+    encoded = dumps(build(stand_in))
+    at = encoded.find(stand_in)
+    if at < 0 or encoded.find(stand_in, at + 1) >= 0:
+        raise ValueError("the stand-in must occur exactly once in the encoding")
+    out = bytearray(encoded)
+    out[at : at + n] = secret
+    return out
+
+
+def _head(data: bytes | bytearray | memoryview, pos: int) -> tuple[int, int, int]:
+    """(major type, argument, position after the head) of the CBOR item at `pos` (already scanned: well formed)."""
+    initial = data[pos]
+    major, info = initial >> 5, initial & 0x1F
+    pos += 1
+    if info < 24:
+        return major, info, pos
+    width = 1 << (info - 24)
+    return major, int.from_bytes(data[pos : pos + width], "big"), pos + width
+
+
+def bstr_span(data: bytes | bytearray | memoryview, path: Sequence[int]) -> tuple[int, int]:
+    """(start, end) of the content of the byte string that `path` leads to inside the single CBOR item `data`:
+    each step is an array index on an array or an unsigned integer key on a map; tags are stepped through.
+    Nothing is copied; CborError if the item is not well formed or the path does not lead to a byte string."""
+    end = _scan(data, 0, 0)
+    if end != len(data):
+        raise CborError("trailing bytes after CBOR item")
+    pos = 0
+    for step in path:
+        major, value, pos = _head(data, pos)
+        while major == 6:
+            major, value, pos = _head(data, pos)
+        if major == 4:
+            if not 0 <= step < value:
+                raise CborError(f"array has no item {step}")
+            for _ in range(step):
+                pos = _scan(data, pos, 0)
+        elif major == 5:
+            for _ in range(value):
+                key_major, key, after_key = _head(data, pos)
+                if key_major == 0 and key == step:
+                    pos = after_key
+                    break
+                pos = _scan(data, _scan(data, pos, 0), 0)
+            else:
+                raise CborError(f"map has no key {step}")
+        else:
+            raise CborError("path runs through something that is neither an array nor a map")
+    major, value, pos = _head(data, pos)
+    if major != 2:
+        raise CborError("expected a byte string")
+    return pos, pos + value
+
+
+def loads_masked(data: bytes | bytearray | memoryview, span: tuple[int, int]) -> Any:
+    """`loads_strict` of `data` with the bytes of `span` zeroed first (the caller reads the secret from `data`
+    itself). Every other byte is checked as strictly as `loads_strict` does; a byte string's content is never
+    subject to the deterministic-encoding rules, so zeroing it changes nothing about what is accepted."""
+    masked = bytearray(data)
+    try:
+        masked[span[0] : span[1]] = bytes(span[1] - span[0])
+        return loads_strict(bytes(masked))
+    finally:
+        masked[:] = bytes(len(masked))
 
 
 def as_array(value: Any, length: int | None = None) -> Sequence[Any]:

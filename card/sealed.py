@@ -3,7 +3,7 @@ bound to one card. Standard COSE (RFC 9052/9053, RFC 9360), no home-made format.
 
 Public API (enrolment and gate call these)::
 
-    seal(template: bytes, header: TemplateHeader, binding: CardBinding, station: StationCredentials,
+    seal(template: bytearray, header: TemplateHeader, binding: CardBinding, station: StationCredentials,
          recipients: EC public key | Sequence[EC public key], *, rng=os.urandom) -> bytes
          # one COSE recipient per verifier key (one per site the holder is admitted to), 1..MAX_RECIPIENTS
     unseal(data: bytes, *, trust: GateTrust, expected: CardBinding, now: datetime) -> UnsealedTemplate
@@ -70,7 +70,12 @@ over the outer protected header, IV and ciphertext; the recipient protected head
 the ephemeral key through ECDH; the wrapped key through AES-KW's check) or checked exactly (kid, labels).
 
 The template bytes in `UnsealedTemplate.template` are a `bytearray` owned by the caller: call `.wipe()` (or
-zero it yourself) as soon as the comparison is done; nothing else keeps a copy in this module.
+zero it yourself) as soon as the comparison is done. Nothing in this module keeps a copy, and no copy is ever an
+immutable `bytes` object (which could not be wiped and would linger in freed memory): `seal` reads the caller's
+bytearray and builds the signed payload, the Sig_structure and the COSE_Sign1 in bytearrays it wipes (the CBOR
+encoder only sees a random stand-in, `cose.dumps_spliced`); `unseal` decrypts into a bytearray (`decrypt_into`),
+parses it with the template span zeroed (`cose.loads_masked`), copies the template out once and wipes the rest.
+The caller wipes its own template after `seal` (`tests/flows/test_parent_memory.py` reads a running gate's memory).
 """
 
 from __future__ import annotations
@@ -385,7 +390,7 @@ def _recipients(keys: list[ec.EllipticCurvePublicKey], cek: bytes) -> list[list[
 
 
 def seal(
-    template: bytes,
+    template: bytes | bytearray,
     header: TemplateHeader,
     binding: CardBinding,
     station: StationCredentials,
@@ -407,8 +412,8 @@ def seal(
     if header.expires > station.certificate.not_valid_after_utc:
         raise ValueError("template would outlive the station certificate; renew the station certificate")
 
-    payload = cose.dumps(
-        {
+    def payload_map(stand_in: bytes) -> dict[int, Any]:
+        return {
             PayloadKey.FORMAT_OWNER: header.format_owner,
             PayloadKey.FORMAT_TYPE: header.format_type,
             PayloadKey.EXTRACTOR: header.extractor,
@@ -420,7 +425,7 @@ def seal(
             PayloadKey.HOLDER_REF: header.holder_ref,
             PayloadKey.CARD_GUID: binding.guid,
             PayloadKey.CARD_KEY_SHA256: binding.card_key_sha256,
-            PayloadKey.TEMPLATE: bytes(template),
+            PayloadKey.TEMPLATE: stand_in,
             **({PayloadKey.SAMPLES: header.samples} if header.samples is not None else {}),
             **(
                 {PayloadKey.SAMPLE_SPREAD_MILLI: header.sample_spread_milli}
@@ -428,13 +433,28 @@ def seal(
                 else {}
             ),
         }
-    )
+
     sign_protected = cose.dumps(
         {Header.ALG: Alg.ES256, Header.CONTENT_TYPE: cose.CONTENT_TYPE_CBOR, Header.X5CHAIN: cert_der}
     )
-    der_signature = station.signer.sign(cose.sig_structure(sign_protected, payload), ec.ECDSA(hashes.SHA256()))
-    sign1 = cose.dumps(cbor2.CBORTag(Tag.COSE_SIGN1, [sign_protected, {}, payload, cose.es256_raw(der_signature)]))
+    # payload, Sig_structure and COSE_Sign1 all hold the plaintext template: bytearrays, wiped before returning
+    payload = cose.dumps_spliced(payload_map, template)
+    to_sign = sign1 = bytearray()
+    try:
+        to_sign = cose.dumps_spliced(lambda p: ["Signature1", sign_protected, b"", p], payload)
+        # every signer takes a buffer (cryptography's keys, hashlib in card.pkcs11); the Protocol says bytes
+        der_signature = station.signer.sign(to_sign, ec.ECDSA(hashes.SHA256()))  # type: ignore[arg-type]
+        raw_signature = cose.es256_raw(der_signature)
+        sign1 = cose.dumps_spliced(lambda p: cbor2.CBORTag(Tag.COSE_SIGN1, [sign_protected, {}, p, raw_signature]),
+                                   payload)
+        return _encrypt(sign1, binding, keys, rng)
+    finally:
+        for buf in (payload, to_sign, sign1):
+            buf[:] = bytes(len(buf))
 
+
+def _encrypt(sign1: bytearray, binding: CardBinding, keys: list[ec.EllipticCurvePublicKey],
+             rng: Callable[[int], bytes]) -> bytes:
     cek = rng(CEK_LENGTH)
     iv = rng(IV_LENGTH)
     enc_protected = cose.dumps(
@@ -500,8 +520,8 @@ def _recipient(value: Any) -> tuple[bytes, bytes, ec.EllipticCurvePublicKey, byt
     return kid, rcpt_protected_bytes, ephemeral, wrapped
 
 
-def _decrypt(data: bytes, trust: GateTrust, now: datetime) -> tuple[bytes, bytes, bytes]:
-    """Return (COSE_Sign1 bytes, GUID from the outer protected header, kid)."""
+def _decrypt(data: bytes, trust: GateTrust, now: datetime) -> tuple[bytearray, bytes, bytes]:
+    """Return (COSE_Sign1 plaintext in a bytearray the caller wipes, GUID from the outer protected header, kid)."""
     outer = _tagged(_decode(data, "container"), Tag.COSE_ENCRYPT, 4, "container")
     enc_protected_bytes = cose.as_bytes(outer[0], max_len=MAX_SEALED_SIZE)
     enc_protected = cose.as_map(_decode(enc_protected_bytes, "protected header"), _ENC_PROTECTED, _ENC_PROTECTED)
@@ -545,9 +565,11 @@ def _decrypt(data: bytes, trust: GateTrust, now: datetime) -> tuple[bytes, bytes
         cek = aes_key_unwrap(cose.ecdh_es_kek(verifier, ephemeral, rcpt_protected_bytes), wrapped)
     except InvalidUnwrap as exc:
         raise UnknownVerifierKeyError("content key unwrap failed: wrong verifier key or altered recipient") from exc
+    sign1 = bytearray(len(ciphertext) - 16)  # decrypted in place: the plaintext never exists as `bytes`
     try:
-        sign1 = AESGCM(cek).decrypt(iv, ciphertext, cose.enc_structure(enc_protected_bytes))
+        AESGCM(cek).decrypt_into(iv, ciphertext, cose.enc_structure(enc_protected_bytes), sign1)
     except InvalidTag as exc:
+        sign1[:] = bytes(len(sign1))
         raise IntegrityError("authentication tag mismatch: the container was altered") from exc
     return sign1, guid, kid
 
@@ -573,8 +595,29 @@ def _time(value: Any) -> datetime:
     return datetime.fromtimestamp(cose.as_int(value, lo=0, hi=_MAX_TIMESTAMP), UTC)
 
 
-def _verify_sign1(sign1_bytes: bytes, trust: GateTrust, now: datetime) -> tuple[Mapping[Any, Any], x509.Certificate]:
-    sign1 = _tagged(_decode(sign1_bytes, "signed template"), Tag.COSE_SIGN1, 4, "signed template")
+def _span(data: bytearray | memoryview, path: Sequence[int], what: str) -> tuple[int, int]:
+    try:
+        return cose.bstr_span(data, path)
+    except CborError as exc:
+        cls = TruncatedContainerError if exc.truncated else MalformedContainerError
+        raise cls(f"{what}: {exc}") from exc
+
+
+def _decode_masked(data: bytearray | memoryview, span: tuple[int, int], what: str) -> Any:
+    try:
+        return cose.loads_masked(data, span)
+    except CborError as exc:
+        cls = TruncatedContainerError if exc.truncated else MalformedContainerError
+        raise cls(f"{what}: {exc}") from exc
+
+
+def _verify_sign1(
+    sign1_plain: bytearray, trust: GateTrust, now: datetime
+) -> tuple[Mapping[Any, Any], x509.Certificate, tuple[int, int]]:
+    """Check the COSE_Sign1 (held in the caller's bytearray) and return its payload map (template zeroed), the
+    station certificate and the template's span in `sign1_plain`. Nothing here copies the template to `bytes`."""
+    p0, p1 = _span(sign1_plain, [2], "signed template")  # the payload (plaintext) is only ever used in place
+    sign1 = _tagged(_decode_masked(sign1_plain, (p0, p1), "signed template"), Tag.COSE_SIGN1, 4, "signed template")
     protected_bytes = cose.as_bytes(sign1[0], max_len=MAX_SEALED_SIZE)
     protected = cose.as_map(_decode(protected_bytes, "signature header"), _SIGN_PROTECTED, _SIGN_PROTECTED)
     if protected[Header.ALG] != Alg.ES256:
@@ -582,7 +625,7 @@ def _verify_sign1(sign1_bytes: bytes, trust: GateTrust, now: datetime) -> tuple[
     if protected[Header.CONTENT_TYPE] != cose.CONTENT_TYPE_CBOR:
         raise UnsupportedFormatError("unsupported signed content type")
     cose.as_map(sign1[1], _NOTHING, _NOTHING)
-    payload_bytes = cose.as_bytes(sign1[2], max_len=MAX_SEALED_SIZE)
+    cose.as_bytes(sign1[2], max_len=MAX_SEALED_SIZE)  # zeros of the payload's length
     signature = cose.as_bytes(sign1[3], min_len=cose.ES256_SIGNATURE_LENGTH, max_len=cose.ES256_SIGNATURE_LENGTH)
     chain = protected[Header.X5CHAIN]
     # RFC 9360: one certificate is a bstr, several an array with the end-entity certificate first.
@@ -595,16 +638,17 @@ def _verify_sign1(sign1_bytes: bytes, trust: GateTrust, now: datetime) -> tuple[
     _check_station(cert, trust, now)
     public_key = cert.public_key()
     assert isinstance(public_key, ec.EllipticCurvePublicKey)  # checked by pki.check_station_certificate
+    payload_plain = memoryview(sign1_plain)[p0:p1]  # a view: no copy
+    signed = cose.dumps_spliced(lambda p: ["Signature1", protected_bytes, b"", p], payload_plain)
     try:
-        public_key.verify(
-            cose.es256_der(signature),
-            cose.sig_structure(protected_bytes, payload_bytes),
-            ec.ECDSA(hashes.SHA256()),
-        )
+        public_key.verify(cose.es256_der(signature), signed, ec.ECDSA(hashes.SHA256()))
     except InvalidSignature as exc:
         raise BadSignatureError("template signature does not verify under the station certificate") from exc
-    payload = cose.as_map(_decode(payload_bytes, "payload"), _PAYLOAD_KEYS, _PAYLOAD_REQUIRED)
-    return payload, cert
+    finally:
+        signed[:] = bytes(len(signed))
+    t0, t1 = _span(payload_plain, [PayloadKey.TEMPLATE], "payload")
+    payload = cose.as_map(_decode_masked(payload_plain, (t0, t1), "payload"), _PAYLOAD_KEYS, _PAYLOAD_REQUIRED)
+    return payload, cert, (p0 + t0, p0 + t1)
 
 
 def recipient_kids(data: bytes) -> list[bytes]:
@@ -630,9 +674,11 @@ def rewrap(
     if len(data) > MAX_SEALED_SIZE:
         raise OversizedContainerError(f"sealed template is {len(data)} bytes, limit {MAX_SEALED_SIZE}")
     officer = GateTrust(trust.ca_certificate, trust.crl, trust.verifier_keys, {}, trust.site)  # no overlap end here
+    sign1 = bytearray()
     try:
         sign1, _guid, used_kid = _decrypt(bytes(data), officer, now)
         _verify_sign1(sign1, trust, now)  # a revoked or expired station is not re-sealed
+        sign1[:] = bytes(len(sign1))  # the plaintext is not needed: only the recipients change
         outer = _tagged(_decode(bytes(data), "container"), Tag.COSE_ENCRYPT, 4, "container")
         cek = b""
         for kid, protected, ephemeral, wrapped in (_recipient(r) for r in cose.as_array(outer[3])):
@@ -643,6 +689,8 @@ def rewrap(
         raise MalformedContainerError(str(exc)) from exc
     except InvalidUnwrap as exc:
         raise UnknownVerifierKeyError("content key unwrap failed") from exc
+    finally:
+        sign1[:] = bytes(len(sign1))
     sealed = cose.dumps(cbor2.CBORTag(Tag.COSE_ENCRYPT, [outer[0], outer[1], outer[2], _recipients(keys, cek)]))
     if len(sealed) > MAX_SEALED_SIZE:
         raise ValueError(f"sealed template is {len(sealed)} bytes, over the {MAX_SEALED_SIZE}-byte limit")
@@ -663,9 +711,10 @@ def unseal(data: bytes, *, trust: GateTrust, expected: CardBinding, now: datetim
         raise OversizedContainerError(f"sealed template is {len(data)} bytes, limit {MAX_SEALED_SIZE}")
     if now.tzinfo is None:
         raise ValueError("now must be timezone-aware")
+    sign1 = bytearray()
     try:
-        sign1_bytes, outer_guid, kid = _decrypt(bytes(data), trust, now)
-        payload, cert = _verify_sign1(sign1_bytes, trust, now)
+        sign1, outer_guid, kid = _decrypt(bytes(data), trust, now)
+        payload, cert, (t0, t1) = _verify_sign1(sign1, trust, now)
         header = TemplateHeader(
             format_owner=cose.as_int(payload[PayloadKey.FORMAT_OWNER], lo=0, hi=0xFFFF),
             format_type=cose.as_int(payload[PayloadKey.FORMAT_TYPE], lo=0, hi=0xFFFF),
@@ -683,12 +732,21 @@ def unseal(data: bytes, *, trust: GateTrust, expected: CardBinding, now: datetim
             cose.as_bytes(payload[PayloadKey.CARD_GUID], min_len=pki.GUID_LENGTH, max_len=pki.GUID_LENGTH),
             cose.as_bytes(payload[PayloadKey.CARD_KEY_SHA256], min_len=SHA256_LENGTH, max_len=SHA256_LENGTH),
         )
-        template = cose.as_bytes(payload[PayloadKey.TEMPLATE], min_len=1, max_len=MAX_TEMPLATE_SIZE)
+        cose.as_bytes(payload[PayloadKey.TEMPLATE], min_len=1, max_len=MAX_TEMPLATE_SIZE)  # zeros: its length
+        _check_binding_and_time(outer_guid, binding, expected, header, now)
+        # the one copy that leaves, a bytearray slice (never `bytes`): the caller's, wiped after the comparison
+        return UnsealedTemplate(header, binding, sign1[t0:t1], cert, kid)
     except CborError as exc:
         raise MalformedContainerError(str(exc)) from exc
     except ValueError as exc:  # TemplateHeader/CardBinding validation of signed but nonsensical content
         raise MalformedContainerError(f"signed content is invalid: {exc}") from exc
+    finally:
+        sign1[:] = bytes(len(sign1))
 
+
+def _check_binding_and_time(
+    outer_guid: bytes, binding: CardBinding, expected: CardBinding, header: TemplateHeader, now: datetime
+) -> None:
     if not hmac.compare_digest(outer_guid, binding.guid):
         raise MalformedContainerError("outer and signed card GUIDs differ")
     if not hmac.compare_digest(binding.guid, expected.guid):
@@ -699,7 +757,6 @@ def unseal(data: bytes, *, trust: GateTrust, expected: CardBinding, now: datetim
         raise TemplateNotYetValidError(f"template created in the future ({header.created.isoformat()})")
     if now >= header.expires:
         raise TemplateExpiredError(f"template expired at {header.expires.isoformat()}")
-    return UnsealedTemplate(header, binding, bytearray(template), cert, kid)
 
 
 def gate_binding(

@@ -115,6 +115,7 @@ BIOMETRIC_FAILURE: Mapping[BiometricFailure, ExitCode] = {
     BiometricFailure.QUALITY: ExitCode.QUALITY,
     BiometricFailure.TEMPLATE_INVALID: ExitCode.TEMPLATE_INVALID,
     BiometricFailure.MISSING_EXTRA: ExitCode.FAILURE,
+    BiometricFailure.WORKER: ExitCode.FAILURE,
 }
 
 _TABLES: dict[type[Enum], Mapping[Any, ExitCode]] = {

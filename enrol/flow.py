@@ -445,7 +445,7 @@ def enrol(
         )
         try:
             container = sealed.seal(
-                cast(bytes, captured.template),  # a bytearray on purpose: wiped below, no immutable copy here
+                captured.template,  # a bytearray on purpose: wiped below, no immutable copy here
                 header,
                 CardBinding.for_card(identity.guid, identity.public_key),
                 keys.station_credentials(request.station),

@@ -17,7 +17,6 @@ def _run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]
     return rc, out, err
 
 
-@pytest.mark.usefixtures("gate_engine")
 def test_compare_same_person(capsys: pytest.CaptureFixture[str], portraits: Path) -> None:
     d = portraits / "face_recognition" / "obama"
     rc, out, _ = _run(capsys, "compare", str(d / "obama.jpg"), str(d / "obama3.jpg"), "--json")
@@ -25,14 +24,12 @@ def test_compare_same_person(capsys: pytest.CaptureFixture[str], portraits: Path
     assert rc == ExitCode.OK and result["match"] is True and result["distance"] < result["threshold"]
 
 
-@pytest.mark.usefixtures("gate_engine")
 def test_compare_different_people(capsys: pytest.CaptureFixture[str], portraits: Path) -> None:
     fr = portraits / "face_recognition"
     rc, out, _ = _run(capsys, "compare", str(fr / "obama" / "obama.jpg"), str(fr / "biden" / "biden2.jpg"))
     assert rc == ExitCode.OK and out.strip().endswith("NO MATCH") and out.startswith("distance ")
 
 
-@pytest.mark.usefixtures("gate_engine")
 def test_compare_user_errors(capsys: pytest.CaptureFixture[str], portraits: Path, tmp_path: Path) -> None:
     good = str(portraits / "face_recognition" / "obama" / "obama.jpg")
     (tmp_path / "bad.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really")
@@ -48,6 +45,35 @@ def test_compare_user_errors(capsys: pytest.CaptureFixture[str], portraits: Path
         assert out == "" and err.count("\n") == 1 and err.startswith("cardbound: error: ")
     rc, _, err = _run(capsys, "compare", good, group, "--lang", "fr")
     assert rc == ExitCode.QUALITY and "MULTIPLE_FACES" in err and "Plusieurs visages" in err
+
+
+def test_compare_decodes_and_describes_only_in_the_sandboxed_worker(portraits: Path) -> None:
+    """The command's own process never decodes a photo nor runs the face engine (it does not even load dlib or
+    OpenCV): both photos are read, decoded, described and compared in the worker; only the distance comes back."""
+    import subprocess
+    import sys
+
+    d = portraits / "face_recognition" / "obama"
+    code = f"""
+import json, sys
+import biometric, biometric.engine, biometric.sources
+calls = []
+def spy(name, fn):
+    def wrapper(*a, **k):
+        calls.append(name)
+        return fn(*a, **k)
+    return wrapper
+biometric.engine.FaceEngine.__init__ = spy("FaceEngine", biometric.engine.FaceEngine.__init__)
+biometric.sources.load_path = biometric.load_path = spy("load_path", biometric.sources.load_path)
+from cardbound.cli import main
+rc = main(["biometric", "compare", {str(d / "obama.jpg")!r}, {str(d / "obama3.jpg")!r}, "--json"])
+loaded = sorted(m for m in ("dlib", "cv2", "face_recognition_models") if m in sys.modules)
+print(json.dumps({{"rc": rc, "calls": calls, "loaded": loaded}}))
+"""
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stderr
+    result, report = (json.loads(line) for line in res.stdout.strip().splitlines()[-2:])
+    assert result["match"] is True and report == {"rc": 0, "calls": [], "loaded": []}
 
 
 def test_evaluate_small_pairs_file(capsys: pytest.CaptureFixture[str], faces_dir: Path, tmp_path: Path) -> None:

@@ -398,3 +398,47 @@ def test_sample_count_and_spread_round_trip_and_old_containers_still_open(env: E
         replace(env.header, sample_spread_milli=2001)
     with pytest.raises(ValueError, match="samples"):
         replace(env.header, samples=-1)
+
+
+def _signed_container(env: Env, payload: bytes) -> bytes:
+    """A container around any payload, signed by the station and encrypted to the gate (as seal() would)."""
+    from cryptography.hazmat.primitives import hashes, serialization
+
+    cert_der = env.station.certificate.public_bytes(serialization.Encoding.DER)
+    protected = cose.dumps({1: -7, 3: 60, 33: cert_der})
+    der = env.station.signer.sign(cose.sig_structure(protected, payload), ec.ECDSA(hashes.SHA256()))
+    sign1 = bytearray(cose.dumps(cbor2.CBORTag(18, [protected, {}, payload, cose.es256_raw(der)])))
+    return sealed._encrypt(sign1, env.binding, [env.store.verifier_public_key()], os.urandom)
+
+
+def test_signed_but_malformed_payloads_are_refused_as_strictly_as_before(env: Env) -> None:
+    """The template is parsed out of the decrypted plaintext in place (its span zeroed for the CBOR decoder): every
+    other byte is still held to deterministic CBOR and the payload schema."""
+    good = seal(env.template, env.header, env.binding, env.station, env.store.verifier_public_key())
+    sign1, _, _ = sealed._decrypt(good, env.trust, NOW)
+    payload = bytes(cbor2.loads(bytes(sign1)).value[2])
+    reopened = unseal(_signed_container(env, payload), trust=env.trust, expected=env.binding, now=NOW)
+    assert bytes(reopened.template) == env.template  # the helper builds what seal() builds
+    reopened.wipe()
+    fields = cbor2.loads(payload)
+    assert payload[1:3] == b"\x01\x19"  # key 1 (format owner), a 16-bit unsigned integer
+    non_minimal = payload[:2] + b"\x1a\x00\x00" + payload[3:]  # the same value in a 32-bit head
+    for bad, match in (
+        (non_minimal, "non-minimal"),
+        (cose.dumps({k: v for k, v in fields.items() if k != sealed.PayloadKey.TEMPLATE}), "no key 12"),
+        (cose.dumps({**fields, sealed.PayloadKey.TEMPLATE: "text"}), "byte string"),
+        (cose.dumps({**fields, sealed.PayloadKey.TEMPLATE: b""}), "byte string of the right length"),
+        (cose.dumps([1, 2, 3]), "payload: array has no item 12"),
+        (cose.dumps(b"x" * 40), "payload: expected a byte string|neither"),
+    ):
+        with pytest.raises(sealed.MalformedContainerError, match=match):
+            unseal(_signed_container(env, bad), trust=env.trust, expected=env.binding, now=NOW)
+
+
+def test_seal_reads_the_callers_bytearray_and_leaves_it_to_the_caller(env: Env) -> None:
+    template = bytearray(env.template)
+    data = seal(template, env.header, env.binding, env.station, env.store.verifier_public_key())
+    assert template == env.template  # not wiped by seal: the caller wipes it (enrol.flow does, right after)
+    got = unseal(data, trust=env.trust, expected=env.binding, now=NOW)
+    assert type(got.template) is bytearray and got.template == template
+    got.wipe()
