@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from cardbound import __version__
@@ -33,6 +33,19 @@ COMMAND_MODULES: tuple[str, ...] = (
 )
 
 Handler = Callable[[argparse.Namespace], object]  # None, an int, or an outcome enum (see cardbound.exits)
+
+# Commands whose process holds a reference template, card data, a national register number or private keys next to
+# the worker for a moment: no core file (RLIMIT_CORE = 0) and not dumpable (no ptrace attach, no /proc/PID/mem by
+# other users), set before the command runs. Command -> its sub-commands concerned (None: all of them).
+KEEP_NOTHING: Mapping[str, frozenset[str] | None] = {
+    "verify": None,
+    "gate": None,
+    "desk": frozenset({"serve"}),
+    "enrol": None,
+    "biometric": frozenset({"compare"}),
+    "demo": None,
+    "keys": None,
+}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -69,11 +82,26 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return ExitCode.USAGE if args.command else ExitCode.OK
     args.home_dir = Home.resolve(args.home)
+    if keeps_nothing(args):  # first: before any key, card data or template is in this process
+        from biometric.isolation import no_core_dumps
+
+        no_core_dumps()
     args.home_dir.use_token()
     from cardbound import auditkey
 
     auditkey.install()  # a home on tokens signs its audit checkpoints in its token, never with a key file
     return dispatch(handler, args)
+
+
+def keeps_nothing(args: argparse.Namespace) -> bool:
+    """Whether the parsed command is one of `KEEP_NOTHING` (its process must never dump core)."""
+    if args.command not in KEEP_NOTHING:
+        return False
+    subs = KEEP_NOTHING[args.command]
+    if subs is None:
+        return True
+    chosen = {str(v) for k, v in vars(args).items() if k.endswith("_command") and v is not None}
+    return bool(chosen & subs)
 
 
 def dispatch(handler: Handler, args: argparse.Namespace) -> int:
