@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -27,3 +28,18 @@ def faces_dir() -> Path:
 
 # Fixtures that start pcscd and virtual cards (real PC/SC chain), shared by card, enrolment and gate tests.
 pytest_plugins = ["pcsc_fixtures"]
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _in_process_commands_leave_the_test_process_alone() -> Iterator[None]:
+    """`cardbound.cli.main` makes the processes of the commands in `KEEP_NOTHING` non-dumpable with a hard core
+    limit of 0, irreversibly (without CAP_SYS_RESOURCE, which root lacks in this container, it cannot be raised
+    again). Tests that call `main()` in this process (keys, biometric compare) would do that to pytest itself, and
+    every process started afterwards would inherit the limit, so a test could no longer see whether a command
+    lowers it on its own. Commands started as processes are unaffected: tests/flows/test_no_core_dumps.py and
+    test_parent_memory.py check them from outside, and no_core_dumps itself in a process of its own."""
+    import biometric.isolation
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(biometric.isolation, "no_core_dumps", lambda: None)
+        yield

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from audit import AuditLog, ConfigChanged
 from biometric.capture import SampleSource
-from biometric.isolation import FaceWorker, IsolationError, no_core_dumps
+from biometric.isolation import FaceWorker, IsolationError
 from card import transport
 from card.bundles import load_gate_bundle
 from card.keystore import KeystoreError
@@ -207,7 +207,6 @@ def _emit(decision: Decision, lang: str) -> None:
 
 
 def run_once(args: argparse.Namespace) -> Reason:
-    no_core_dumps()  # this process holds the reference template for a moment: it must never dump it
     settings = load_settings(args.config, args.home_dir, gate_id=args.gate_id)
     source = _source(args, settings)
     rt = _runtime(args, source, settings)
@@ -228,7 +227,6 @@ def _lanes(settings: GateSettings, names: list[str], readers: list[str]) -> list
 
 
 def run_gate(args: argparse.Namespace) -> GateFailure | None:
-    no_core_dumps()  # this process holds reference templates for a moment: it must never dump them
     settings = load_settings(args.config, args.home_dir, gate_id=args.gate_id)
     hook: DoorHook | None = None
     if args.door_hook is not None:

@@ -1,5 +1,5 @@
 """The processes that hold card data, templates or keys next to the worker dump no core and are not dumpable:
-`cardbound desk serve` and `cardbound enrol` (the gate's own check is in test_parent_memory.py), set at the
+`cardbound desk serve`, `cardbound enrol` and the gate (`verify --once` waiting for a card), set at the
 composition root (`cardbound.cli.KEEP_NOTHING`).
 
 How it is seen from outside: `/proc/PID/limits` for RLIMIT_CORE; for the dumpable flag, whether another process of
@@ -87,6 +87,7 @@ def home(tmp_path_factory: pytest.TempPathFactory) -> Home:
     with os.fdopen(fd, "w") as f:
         f.write(secrets.token_hex(32) + "\n")
     ks.export_desk("desk-1", home.desk_bundle)
+    ks.export_gate("gate-1", home.gate_bundle)
     return home
 
 
@@ -131,3 +132,23 @@ def test_enrol_dumps_no_core_and_is_not_dumpable(home: Home, faces_dir: Path) ->
         _wait_keeping_nothing(enrol, "enrol", timeout=60)
     finally:
         _stop(enrol)
+
+
+@pytest.mark.usefixtures("control", "pcscd")
+def test_gate_waiting_for_a_card_dumps_no_core_and_is_not_dumpable(home: Home, faces_dir: Path) -> None:
+    photo = faces_dir / "portraits/face_recognition/obama/obama2.jpg"
+    gate = _launch([CARDBOUND, "--home", str(home.root), "verify", "--once", "--reader", "0", "--photo", str(photo),
+                    "--card-timeout", "60"], stderr=subprocess.DEVNULL)
+    try:
+        _wait_keeping_nothing(gate, "verify --once", timeout=50)
+    finally:
+        _stop(gate)
+
+
+def test_no_core_dumps_lowers_both_limits_and_clears_the_dumpable_flag() -> None:
+    code = ("import ctypes, resource; from biometric.isolation import no_core_dumps; libc = ctypes.CDLL(None); "
+            "before = (resource.getrlimit(resource.RLIMIT_CORE), libc.prctl(3, 0, 0, 0, 0)); no_core_dumps(); "
+            "print(before, (resource.getrlimit(resource.RLIMIT_CORE), libc.prctl(3, 0, 0, 0, 0)))")
+    res = subprocess.run([*LAUNCH, sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.split() == [f"(({CORE_LIMIT},", f"{CORE_LIMIT}),", "1)", "((0,", "0),", "0)"], res.stdout
