@@ -13,7 +13,8 @@ Desk bundle (directory 0700)::
     station.crt            its certificate (EKU template signing), issued by the CA
     ca.crt, crl.pem        the issuing CA certificate and the current CRL
     recipient-SITE.pem     the current verifier PUBLIC key of each site this desk enrols for
-    management.secret 0600 master for per-card PIV management keys (needed to write a card; see docs/keys.md)
+    management.secret 0600 master for per-card PIV management keys (needed to write a card; see docs/keys.md);
+                           with the pkcs11 backend the manifest's "management": {"token", "label"} names it instead
     holder-ref.key  0600   the holder-reference (HMAC) key, when the keystore has one (the desk pseudonymises);
                            with the pkcs11 backend the manifest's "holder_ref": {"token", "label"} names it instead
 
@@ -172,9 +173,9 @@ def write_gate_bundle(
 
 def write_desk_bundle(
     dest: Path, *, station: str, key_pem: bytes | None, certificate: bytes, ca: bytes, crl: bytes,
-    recipients: list[tuple[str, ec.EllipticCurvePublicKey]], management_secret: bytes, now: datetime,
+    recipients: list[tuple[str, ec.EllipticCurvePublicKey]], management_secret: bytes | None, now: datetime,
     holder_ref_key: bytes | None = None, token: dict[str, str] | None = None,
-    holder_ref_token: dict[str, str] | None = None,
+    holder_ref_token: dict[str, str] | None = None, management_token: dict[str, str] | None = None,
 ) -> Path:
     _prepare(dest)
     if holder_ref_key is not None and holder_ref_token is not None:
@@ -184,7 +185,10 @@ def write_desk_bundle(
     write_file(dest / "station.crt", certificate, _PUBLIC)
     write_file(dest / "ca.crt", ca, _PUBLIC)
     write_file(dest / "crl.pem", crl, _PUBLIC)
-    write_file(dest / "management.secret", management_secret, _SECRET)
+    if (management_secret is None) == (management_token is None):
+        raise BundleOverreachError("the card management master is either in a token or a file (exactly one)")
+    if management_secret is not None:
+        write_file(dest / "management.secret", management_secret, _SECRET)
     if holder_ref_key is not None:
         write_file(dest / HOLDER_REF_KEY, holder_ref_key, _SECRET)
     listed = []
@@ -198,6 +202,8 @@ def write_desk_bundle(
     }
     if token:
         manifest["pkcs11"] = token
+    if management_token:  # a handle: the master stays in its token, per-card keys are derived there
+        manifest["management"] = {"token": management_token["token"], "label": management_token["label"]}
     if holder_ref_token:  # a handle: the HMAC key stays in its token (card.holderref.TOKEN_HOLDER_REF)
         manifest["holder_ref"] = {"token": holder_ref_token["token"], "label": holder_ref_token["label"]}
     _manifest(dest, manifest)
@@ -304,9 +310,10 @@ def _open_token(bundle: Path, manifest: dict[str, Any], role: str, allowed_prefi
     return session
 
 
-def open_holder_ref_token(bundle: Path, manifest: dict[str, Any], token: str, label: str) -> Any:
-    """The holder-reference HMAC key in its own token, after checking that token holds that one secret key."""
-    from card import holderref, pkcs11
+def _open_single_key_token(manifest: dict[str, Any], token: str, label: str, what: str) -> Any:
+    """Open a token that must hold one secret key, `label` (the holder-reference key, the card management
+    master): refused when it holds any other private or secret key, or an extractable one."""
+    from card import pkcs11
 
     conf = (manifest.get("pkcs11") or {}).get("softhsm_conf") if isinstance(manifest.get("pkcs11"), dict) else None
     try:
@@ -315,16 +322,13 @@ def open_holder_ref_token(bundle: Path, manifest: dict[str, Any], token: str, la
         session = pkcs11.TokenSession.open(token)
         for obj in session.objects():
             if obj.object_class in ("private_key", "secret_key") and obj.label != label:
-                raise BundleOverreachError(f"the holder-reference token {token!r} holds {obj.label!r}: it must hold "
-                                           f"the holder-reference key only")
+                raise BundleOverreachError(f"the {what} token {token!r} holds {obj.label!r}: it must hold the "
+                                           f"{what} only")
             if obj.extractable:
                 raise BundleOverreachError(f"token key {obj.label!r} is extractable; refused")
     except pkcs11.TokenError as exc:
         raise KeystoreError(f"token: {exc}") from None
-    try:
-        return holderref.open_token_key(token, label)
-    except holderref.HolderRefKeyError as exc:
-        raise KeystoreError(str(exc)) from None
+    return session
 
 
 def _passphrase(given: bytes | None) -> bytes:
@@ -425,6 +429,8 @@ class DeskBundle:
             raise BundleOverreachError(f"desk bundle {path} uses a token but also holds a key file; refused")
         if "holder_ref" in manifest and (path / HOLDER_REF_KEY).exists():
             raise BundleOverreachError(f"desk bundle {path} names a token holder-reference key and holds a file")
+        if "management" in manifest and (path / "management.secret").exists():
+            raise BundleOverreachError(f"desk bundle {path} names a token management master and holds a file")
         if not ((path / "station.key").is_file() or token) or not (path / "station.crt").is_file():
             raise KeystoreCorruptError(f"desk bundle {path} lacks its station key or certificate")
         return cls(path, manifest, passphrase)
@@ -457,7 +463,11 @@ class DeskBundle:
                 raise KeystoreMissingError(f"desk bundle {self.path}: {exc}") from None
         if not isinstance(ref, dict) or not isinstance(ref.get("token"), str) or not isinstance(ref.get("label"), str):
             raise KeystoreCorruptError(f"{self.path / MANIFEST}: bad holder_ref entry")
-        return open_holder_ref_token(self.path, self._manifest, ref["token"], ref["label"])
+        session = _open_single_key_token(self._manifest, ref["token"], ref["label"], "holder-reference key")
+        try:
+            return holderref.open_token_key(session.label, ref["label"])
+        except holderref.HolderRefKeyError as exc:
+            raise KeystoreError(str(exc)) from None
 
     def station_credentials(self, name: str) -> StationCredentials:
         if name != self.station:
@@ -503,6 +513,18 @@ class DeskBundle:
         return keys
 
     def management_key_for(self, guid: bytes) -> bytes:
+        ref = self._manifest.get("management")
+        if ref is not None:  # pkcs11: the master is an HMAC key in its token; the card's key is derived there
+            from card import pkcs11
+
+            if not isinstance(ref, dict) or not isinstance(ref.get("token"), str) or \
+                    not isinstance(ref.get("label"), str):
+                raise KeystoreCorruptError(f"{self.path / MANIFEST}: bad management entry")
+            session = _open_single_key_token(self._manifest, ref["token"], ref["label"], "card management master")
+            try:
+                return pki.derive_management_key_kbkdf(session.hmac_key(ref["label"]).mac, guid)
+            except pkcs11.TokenError as exc:
+                raise KeystoreError(f"token: {exc}") from None
         try:
             master = (self.path / "management.secret").read_bytes()
         except FileNotFoundError as exc:

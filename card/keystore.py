@@ -69,6 +69,9 @@ DEFAULT_SITE = "default"
 BACKENDS = ("file", "pkcs11")
 TOKEN_CA = "cb-ca"  # noqa: S105 - a token label, not a secret; the key officer's token: CA key (and the officer's audit checkpoint key)
 HOLDER_REF_KEY = "holder-ref.key"  # HMAC key of pseudonymous holder references (verify.banlist format)
+MANAGEMENT_TOKEN = "management.token"  # noqa: S105 - a file name: the management master's handle (pkcs11)
+TOKEN_MANAGEMENT = "cb-card-mgmt"  # noqa: S105 - a token label: the card management master (desks and key officer)
+MANAGEMENT_LABEL = "management-master"
 HOLDER_REF_TOKEN = "holder-ref.token"  # noqa: S105 - a file name; its handle with the pkcs11 backend (the key is in token cb-holder-ref)
 DEFAULT_OVERLAP = timedelta(days=90)
 
@@ -331,7 +334,15 @@ class KeyStore:
         _write_file(path / "backend", backend.encode() + b"\n", 0o644)
         ca_key = store._generate(None, TOKEN_CA, "ca")
         ca_cert = pki.make_ca_certificate(ca_key, now=when)
-        _write_file(path / "management.secret", secrets.token_bytes(pki.MASTER_SECRET_LENGTH), 0o600)
+        if backend == "file":
+            _write_file(path / "management.secret", secrets.token_bytes(pki.MASTER_SECRET_LENGTH), 0o600)
+        else:  # the master is a non-extractable HMAC key in its token; per-card keys by SP 800-108 in the token
+            try:
+                store._token(TOKEN_MANAGEMENT).generate_hmac(MANAGEMENT_LABEL)
+            except pkcs11.TokenError as exc:
+                raise KeystoreError(f"token: {exc}") from None
+            _write_file(path / MANAGEMENT_TOKEN, json.dumps({"token": TOKEN_MANAGEMENT, "label": MANAGEMENT_LABEL})
+                        .encode() + b"\n", 0o644)
         _write_file(path / "ca.crt", _cert_pem(ca_cert), 0o644)
         store._write_crl(pki.build_crl(ca_key, ca_cert, {}, number=1, now=when))
         store.add_site(site)
@@ -536,7 +547,21 @@ class KeyStore:
 
     # ---- cards
 
+    def management_reference(self) -> dict[str, str] | None:
+        """The token handle of the card management master (pkcs11 backend), else None (the 0600 file)."""
+        path = self.path / MANAGEMENT_TOKEN
+        return json.loads(path.read_text()) if path.is_file() else None
+
     def management_key_for(self, guid: bytes) -> bytes:
+        ref = self.management_reference()
+        if ref is not None:
+            from card import pkcs11
+
+            try:
+                master = self._token(ref["token"]).hmac_key(ref["label"])
+                return pki.derive_management_key_kbkdf(master.mac, guid)
+            except pkcs11.TokenError as exc:
+                raise KeystoreError(f"token: {exc}") from None
         try:
             master = (self.path / "management.secret").read_bytes()
         except FileNotFoundError as exc:
@@ -690,7 +715,13 @@ class KeyStore:
                           "algorithm": "ECDSA P-256 (generated on the card, slot 9E)",
                           "usage": "card authentication (EKU id-PIV-cardAuth)", "backend": "card", **validity(cert),
                           "status": cert_status(cert, cert.serial_number in revoked_serials)})
-        if (self.path / "management.secret").is_file():
+        management = self.management_reference()
+        if management is not None:
+            items.append({"id": "management-master", "kind": "secret",
+                          "algorithm": "HMAC-SHA256 key (NIST SP 800-108r1 counter-mode KDF)",
+                          "usage": "derives each card's PIV 9B management key (AES-128)", "backend": "token",
+                          "token": management["token"], "token_label": management["label"], "status": "valid"})
+        elif (self.path / "management.secret").is_file():
             items.append({"id": "management-master", "kind": "secret", "algorithm": "HKDF-SHA256 master, 32 bytes",
                           "usage": "derives each card's PIV 9B management key (AES-128)", "backend": "file",
                           "file": "management.secret", "status": "valid"})
@@ -775,10 +806,13 @@ class KeyStore:
             raise UnknownStationError(f"unknown station {station!r}")
         names = self.sites() if sites is None else [self._site(x) for x in sites]
         recipients = [(name, self.verifier_public_key(name)) for name in names]
-        try:
-            master = (self.path / "management.secret").read_bytes()
-        except FileNotFoundError as exc:
-            raise KeystoreCorruptError("missing management.secret") from exc
+        management = self.management_reference()
+        master: bytes | None = None
+        if management is None:
+            try:
+                master = (self.path / "management.secret").read_bytes()
+            except FileNotFoundError as exc:
+                raise KeystoreCorruptError("missing management.secret") from exc
         holder = self.path / HOLDER_REF_KEY
         holder_ref = self.holder_ref_reference()
         ref = self.key_reference(key_path)
@@ -789,7 +823,7 @@ class KeyStore:
             token=None if ref is None else {**self._token_manifest(ref["token"]), "key": ref["label"]},
             certificate=cert_path.read_bytes(), ca=_cert_pem(self.ca_certificate()),
             crl=self.crl().public_bytes(serialization.Encoding.PEM), recipients=recipients,
-            management_secret=master, now=_now(now),
+            management_secret=master, management_token=management, now=_now(now),
         )
 
 

@@ -13,6 +13,7 @@ Pure functions over `cryptography` objects; no files (see `card.keystore` for st
     verifier_kid(public_key) -> bytes                                       # 8-byte SHA-256 thumbprint
     spki_sha256(public_key) -> bytes                                        # card binding hash
     derive_management_key(master_secret, guid) -> bytes                     # AES-128 key for PIV slot 9B
+    derive_management_key_kbkdf(prf, guid) -> bytes     # the same with the master in a token (SP 800-108 KDF)
     check_station_certificate(cert, ca_cert, crl, *, now) -> None           # raises PkiError subclasses
     check_card_auth_certificate(cert, ca_cert, crl, *, now) -> bytes        # returns the GUID from the SAN
     check_trust(ca_cert, crl, *, now, previous_crl_number=None, warn_ahead=3 days) -> TrustHealth
@@ -26,7 +27,7 @@ from __future__ import annotations
 
 import hashlib
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Protocol
@@ -196,6 +197,22 @@ def derive_management_key(master_secret: bytes, guid: bytes) -> bytes:
         info=b"AES-128 " + guid,
     )
     return hkdf.derive(master_secret)
+
+
+def derive_management_key_kbkdf(prf: Callable[[bytes], bytes], guid: bytes) -> bytes:
+    """The per-card key when the master is a non-extractable HMAC key in a PKCS#11 token (pkcs11 backend):
+    NIST SP 800-108r1 KDF in counter mode with HMAC-SHA256 as PRF, computed by the token (`prf` = its
+    `mac`): K(1) = PRF([1]_32 || Label || 0x00 || Context || [128]_32), Label = the domain string above,
+    Context = the GUID; the key is its first 16 bytes (`cryptography`'s KBKDFHMAC computes the same, tested).
+    The master never leaves the token; only the one card's key does (the desk needs it for the card's 9B
+    challenge-response). A keystore uses one derivation for its whole life (the backend is fixed at init)."""
+    if len(guid) != GUID_LENGTH:
+        raise ValueError(f"card GUID must be {GUID_LENGTH} bytes")
+    fixed = _MGMT_KDF_SALT + b"\x00" + bytes(guid) + (8 * MANAGEMENT_KEY_LENGTH).to_bytes(4, "big")
+    block = prf((1).to_bytes(4, "big") + fixed)
+    if len(block) != 32:
+        raise ValueError("the PRF must be HMAC-SHA256")
+    return bytes(block[:MANAGEMENT_KEY_LENGTH])
 
 
 def _name(common_name: str) -> x509.Name:

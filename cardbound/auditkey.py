@@ -1,7 +1,8 @@
 """The station's audit checkpoint key on the pkcs11 backend: an Ed25519 key in the home's token, never a file.
 
 `cardbound` registers `token_signer` with `audit.checkpoint.set_signer_source` at start, so every audit log a
-command opens in a home that has a token (HOME/token, made by `keys init --backend pkcs11` or a token bundle)
+command opens in a home that has a token (HOME/token, made by `keys init --backend pkcs11`, or the token its
+pkcs11 desk or gate bundle names)
 signs its checkpoints with `audit:<NODE>` in token `cb-node` (generated there, non-extractable, on first use).
 Only the public half is written, `HOME/keys/audit-<NODE>.ed25519.pub`, for `cardbound audit verify` and auditors.
 A home without a token keeps the audit module's file key (`audit-<NODE>.ed25519`, 0600).
@@ -9,6 +10,7 @@ A home without a token keeps the audit module's file key (`audit-<NODE>.ed25519`
 
 from __future__ import annotations
 
+import json
 import secrets
 from pathlib import Path
 
@@ -21,11 +23,27 @@ def node_key_label(node_id: str) -> str:
     return f"audit:{node_id}"
 
 
+def _token_dir(home_root: Path) -> Path | None:
+    """The home's own token (HOME/token), else the token its desk or gate bundle names (a desk or gate home whose
+    keys are in a token it does not keep under HOME/token)."""
+    if (home_root / "token" / "softhsm2.conf").is_file():
+        return home_root / "token"
+    for bundle in ("desk-keys", "gate-keys"):
+        try:
+            manifest = json.loads((home_root / bundle / "bundle.json").read_text())
+            conf = Path(manifest["pkcs11"]["softhsm_conf"]) if manifest.get("backend") == "pkcs11" else None
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+        if conf is not None and conf.is_file():
+            return conf.parent
+    return None
+
+
 def token_signer(keys_dir: Path, node_id: str) -> Signer | None:
     """The checkpoint signer in the token of the home that `keys_dir` (HOME/keys) belongs to, or None when that
     home has no token. Fails closed (CheckpointError) when the token is there but unusable (no PIN, wrong PIN)."""
-    token_dir = Path(keys_dir).parent / "token"
-    if not (token_dir / "softhsm2.conf").is_file():
+    token_dir = _token_dir(Path(keys_dir).parent)
+    if token_dir is None:
         return None
     from card import pkcs11
 

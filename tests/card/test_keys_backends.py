@@ -79,7 +79,7 @@ def test_token_backend_holds_every_private_key_in_the_token(tmp_path: Path) -> N
     assert any((home.root / "token" / "store").rglob("*.object"))  # SoftHSM2's own (PIN-encrypted) store
 
     # Every private and secret key in every token: non-extractable, sensitive, generated there.
-    for label in ("cb-ca", f"cb-site-{SITE_A}", f"cb-site-{SITE_B}", "cb-desk-desk1", "cb-holder-ref"):
+    for label in ("cb-ca", f"cb-site-{SITE_A}", f"cb-site-{SITE_B}", "cb-desk-desk1", "cb-holder-ref", "cb-card-mgmt"):
         session = TokenSession.open(label)
         secrets_ = [o for klass in (p11.ObjectClass.PRIVATE_KEY, p11.ObjectClass.SECRET_KEY)
                     for o in session._session.get_objects({p11.Attribute.CLASS: klass})]  # noqa: SLF001
@@ -147,6 +147,36 @@ def test_holder_reference_key_is_an_hmac_key_used_through_the_token(tmp_path: Pa
     TokenSession.open("cb-holder-ref").generate_hmac("smuggled")
     with pytest.raises(bundles.BundleOverreachError, match="holder-reference key only"):
         DeskBundle.open(home.desk_bundle).holder_ref_key()
+
+
+def test_management_master_in_the_token_derives_per_card_keys_by_sp800_108(tmp_path: Path) -> None:
+    """pkcs11 backend: the card management master is an HMAC key in token cb-card-mgmt; the key officer and the desk
+    derive the same per-card key through it (NIST SP 800-108r1 counter mode, checked against `cryptography`)."""
+    import hashlib
+    import hmac
+
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.kdf.kbkdf import KBKDFHMAC, CounterLocation, Mode
+
+    master, guid = os.urandom(32), os.urandom(16)
+    ours = pki.derive_management_key_kbkdf(lambda d: hmac.new(master, d, hashlib.sha256).digest(), guid)
+    reference = KBKDFHMAC(hashes.SHA256(), Mode.CounterMode, 16, 4, 4, CounterLocation.BeforeFixed,
+                          b"cardbound/piv/9B/management-key/v1", guid, None).derive(master)
+    assert ours == reference
+
+    home = Home(tmp_path / "home").ensure()
+    ks = KeyStore.init(home.keystore, site=SITE_A, backend="pkcs11")
+    ks.issue_station("desk1")
+    desk = DeskBundle.open(ks.export_desk("desk1", home.desk_bundle))
+    assert not (home.keystore / "management.secret").exists() and not (home.desk_bundle / "management.secret").exists()
+    assert json.loads((home.desk_bundle / "bundle.json").read_text())["management"] == {
+        "token": "cb-card-mgmt", "label": "management-master"}
+    key = ks.management_key_for(guid)
+    assert len(key) == 16 and desk.management_key_for(guid) == key and ks.management_key_for(os.urandom(16)) != key
+    assert {i["backend"] for i in ks.inventory() if i["kind"] == "secret"} == {"token"}
+    TokenSession.open("cb-card-mgmt").generate_hmac("smuggled")
+    with pytest.raises(bundles.BundleOverreachError, match="card management master only"):
+        DeskBundle.open(home.desk_bundle).management_key_for(guid)
 
 
 def test_inventory_and_audit_events_of_key_operations(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
