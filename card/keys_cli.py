@@ -96,7 +96,7 @@ def _rotate_verifier(args: argparse.Namespace) -> int:
                             overlap_ends=until.isoformat(), operator_id=_operator(args)))
     print(f"site {store.site_of(kid)}: new current verifier key {kid.hex()}; old key {old.hex()} unseals until "
           f"{until:%Y-%m-%d %H:%M} UTC. Re-export the site's gates and every desk; re-seal cards "
-          "(`cardbound enrol --reseal`) before then")
+          "here (`cardbound keys reseal-card`: no capture) or re-enrol them at a desk before then")
     return 0
 
 

@@ -528,7 +528,8 @@ class KeyStore:
         self, site: str | None = None, *, overlap: timedelta = DEFAULT_OVERLAP, now: datetime | None = None
     ) -> bytes:
         """New current verifier key for a site. The old one keeps unsealing cards until now + overlap (then
-        gates refuse it: re-seal those cards at a desk, `cardbound enrol --reseal`), and is deleted by
+        gates refuse it: re-seal those cards at the key officer's, `cardbound keys reseal-card`, or re-enrol
+        them at a desk), and is deleted by
         `retire_verifier`."""
         name = self._site(site)
         old = self.current_verifier_kid(name)

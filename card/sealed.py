@@ -180,7 +180,8 @@ class NotSealedForThisSiteError(UnknownVerifierKeyError):
 
 
 class VerifierKeyExpiredError(UnknownVerifierKeyError):
-    """Sealed only to a rotated verifier key whose overlap period has ended: re-seal at the desk."""
+    """Sealed only to a rotated verifier key whose overlap period has ended: re-seal at the key officer's station
+    (`cardbound keys reseal-card`, no capture) or re-enrol at a desk."""
 
     code = "verifier_key_expired"
 
@@ -554,7 +555,8 @@ def _decrypt(data: bytes, trust: GateTrust, now: datetime) -> tuple[bytearray, b
         site = f" of site {trust.site}" if trust.site else ""
         if expired is not None:
             raise VerifierKeyExpiredError(
-                f"sealed to verifier key {expired.hex()}{site}, whose overlap period has ended: re-seal at the desk"
+                f"sealed to verifier key {expired.hex()}{site}, whose overlap period has ended: re-seal the card "
+                "(`cardbound keys reseal-card`) or re-enrol it"
             )
         listed = ", ".join(p[0].hex() for p in parsed)
         raise NotSealedForThisSiteError(
