@@ -1,6 +1,7 @@
 """§3 3° and 4° in the processes that drive the worker: after a real gate decision (pcscd + virtual card, the
 installed `cardbound gate`), nothing in the gate process's memory is a copy of the reference template it read from
-the card. The test reads the running gate's memory (/proc/PID/maps + /proc/PID/mem; the gate is non-dumpable, so
+the card, nor the desk process after an enrolment (the desk app with its real services, driven through Flask's test
+client in a helper process: `desk_parent_helper.py`). The test reads the running gate's memory (/proc/PID/maps + /proc/PID/mem; the gate is non-dumpable, so
 this needs CAP_SYS_PTRACE, which root has) and searches it for the template as sealed (512 bytes of float32), 32-byte
 windows of it and the float64 encodings of its first values.
 
@@ -101,3 +102,45 @@ def test_gate_process_holds_no_copy_of_the_reference_after_a_decision(  # type: 
     assert core.split()[4:6] == ["0", "0"], core  # RLIMIT_CORE soft and hard
     found = {k: v for k, v in hits.items() if v}
     assert not found, f"the gate process still holds the reference template: {found}"
+
+
+def test_desk_process_holds_no_copy_of_the_template_after_an_enrolment(  # type: ignore[no-untyped-def]
+        virtual_card_factory, faces_dir: Path, tmp_path: Path) -> None:
+    from card.personalise import personalise
+    from card.register import CardRegister
+    from card.values import CardGuid
+    from verify.cardcheck import read_card
+
+    home = tmp_path / "home"
+    ks = KeyStore.init(home / "keys")
+    ks.issue_station("desk-test")  # the station desk_helpers.make_desk signs with
+    register = CardRegister.beside(ks.path)
+    card = virtual_card_factory()
+
+    def issue(guid: bytes, public_key: object) -> object:  # card issuance at the key officer, in the register
+        cert = ks.issue_card_auth_certificate(guid, public_key)  # type: ignore[arg-type]
+        register.record_issued(CardGuid(guid), cert.serial_number, cert.not_valid_after_utc)
+        return cert
+
+    with transport.connect(card.reader_name, timeout=5) as conn:
+        personalise(PivSession(conn), issue, ks.management_key_for)  # type: ignore[arg-type]
+    desk = subprocess.Popen([sys.executable, str(Path(__file__).with_name("desk_parent_helper.py")), str(home),
+                             card.reader_name, str(faces_dir / "portraits/face_recognition/obama/obama.jpg")],
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert desk.stdout is not None
+        line = desk.stdout.readline()
+        assert line, desk.stderr.read() if desk.stderr else ""
+        result = json.loads(line)
+        assert result["status"] == 200, result  # enrolled: written, read back, the worker's template sealed
+        with transport.connect(card.reader_name, timeout=5) as conn:  # this test's own copy, from the card
+            reading = read_card(PivSession(conn), ks.gate_trust(), now=datetime.now(UTC))
+        template = bytes(reading.unsealed.template)
+        reading.wipe()
+        time.sleep(0.3)
+        hits = find_in_memory(desk.pid, template_needles(template))
+    finally:
+        desk.kill()
+        desk.wait()
+    found = {k: v for k, v in hits.items() if v}
+    assert not found, f"the desk process still holds the template: {found}"
