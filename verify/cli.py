@@ -402,7 +402,29 @@ def run_level(args: argparse.Namespace) -> int:
         raise GateCommandError(f"security level NOT changed: the audit event could not be written "
                                f"({type(exc).__name__}: {exc})", GateFailure.CONFIG) from None
     print(f"security level {old} -> {new}")
+    _warn_lists_at(settings, new, args.home_dir.gate_bundle)
     return 0
+
+
+def _warn_lists_at(settings: GateSettings, level: int, bundle: Path) -> None:
+    """After a level change: say which lists are too old for the new level (a raised level takes effect at once,
+    and every card is then refused LISTS_STALE until fresh lists are loaded: TWIC gives 12 h, we fail closed)."""
+    from cryptography import x509
+
+    from verify.freshness import ListStamp
+
+    stamps = list_stamps(None, settings.bans, settings.revoked)
+    try:  # the CRL's dates only (a public file): its signature is checked when the gate loads its bundle
+        crl = x509.load_pem_x509_crl((bundle / "crl.pem").read_bytes())
+        stamps.insert(0, ListStamp("crl", f"of {bundle}", crl.last_update_utc, crl.next_update_utc))
+    except (OSError, ValueError):
+        pass
+    for h in list_health(settings.policy, stamps, level, datetime.now(UTC)):
+        if h.stale:
+            print(f"WARNING: {h.message} — until then every card is refused LISTS_STALE at level {level}",
+                  file=sys.stderr, flush=True)
+        elif h.status is Freshness.WARN:
+            print(f"WARNING: {h.message}", file=sys.stderr, flush=True)
 
 
 def run_pseudonymise(args: argparse.Namespace) -> int:
