@@ -23,6 +23,9 @@ Gate bundle (directory 0700)::
     bundle.json            {"format": 1, "role": "gate", "gate": GATE, "site": SITE, "backend": "file",
                             "verifiers": [{"kid": HEX, "not_after": ISO-8601 or null}, ...]}
     verifier-KID.key 0600  this site's verifier private key(s): the current one, and rotated ones in overlap
+    holder-ref.key  0600   the holder-reference (HMAC) key for the ban list, when the keystore has one (pkcs11:
+                           the manifest's "holder_ref": {"token", "label"}); the gate configuration's
+                           `ban_list_key` names it (`gate_holder_ref_key_spec`)
     ca.crt, crl.pem
 
 With the PKCS#11 backend no key file is written: the manifest says `"backend": "pkcs11"` and names the token
@@ -151,9 +154,14 @@ def _manifest(dest: Path, manifest: dict[str, Any]) -> None:
 
 def write_gate_bundle(
     dest: Path, *, gate: str, site: str, ca: bytes, crl: bytes, verifiers: list[VerifierEntry], now: datetime,
-    token: dict[str, str] | None = None,
+    token: dict[str, str] | None = None, holder_ref_key: bytes | None = None,
+    holder_ref_token: dict[str, str] | None = None,
 ) -> Path:
     _prepare(dest)
+    if holder_ref_key is not None and holder_ref_token is not None:
+        raise BundleOverreachError("the holder-reference key is either in a token or a file, not both")
+    if holder_ref_key is not None:  # the gate matches its ban list with it
+        write_file(dest / HOLDER_REF_KEY, holder_ref_key, _SECRET)
     write_file(dest / "ca.crt", ca, _PUBLIC)
     write_file(dest / "crl.pem", crl, _PUBLIC)
     for entry in verifiers:
@@ -167,6 +175,8 @@ def write_gate_bundle(
     }
     if token:
         manifest["pkcs11"] = token
+    if holder_ref_token:
+        manifest["holder_ref"] = {"token": holder_ref_token["token"], "label": holder_ref_token["label"]}
     _manifest(dest, manifest)
     return dest
 
@@ -216,9 +226,9 @@ HOLDER_REF_KEY = "holder-ref.key"
 _ALLOWED_NAMES = {MANIFEST, "ca.crt", "crl.pem", "station.key", "station.crt", "management.secret", HOLDER_REF_KEY}
 _ROLE_FILES = {
     ROLE_DESK: {MANIFEST, "ca.crt", "crl.pem", "station.key", "station.crt", "management.secret", HOLDER_REF_KEY},
-    ROLE_GATE: {MANIFEST, "ca.crt", "crl.pem"},
+    ROLE_GATE: {MANIFEST, "ca.crt", "crl.pem", HOLDER_REF_KEY},
 }
-_ROLE_SECRETS = {ROLE_DESK: {"station.key", "management.secret", HOLDER_REF_KEY}, ROLE_GATE: set()}
+_ROLE_SECRETS = {ROLE_DESK: {"station.key", "management.secret", HOLDER_REF_KEY}, ROLE_GATE: {HOLDER_REF_KEY}}
 _WHAT = {
     "ca.key": "the CA private key (only the key officer's keystore holds it)",
     "station.key": "an enrolment station's signing key",
@@ -378,7 +388,7 @@ def load_gate_bundle(
     if manifest.get("backend") == "pkcs11":
         from card import pkcs11
 
-        if any(bundle.glob("verifier-*.key")):
+        if any(bundle.glob("verifier-*.key")) or (bundle / HOLDER_REF_KEY).exists():
             raise BundleOverreachError(f"gate bundle {bundle} uses a token but also holds key files; refused")
         session = _open_token(bundle, manifest, ROLE_GATE, "verifier:")
         for kid, entry in listed.items():
@@ -408,6 +418,19 @@ def load_gate_bundle(
         return GateTrust.create(ca, crl, keys, not_after=not_after, site=site)
     except (pki.PkiError, ValueError) as exc:
         raise KeystoreCorruptError(f"gate bundle at {bundle} is invalid: {exc}") from exc
+
+
+def gate_holder_ref_key_spec(bundle: Path) -> str | None:
+    """How the gate configuration names the holder-reference key this gate bundle carries (`ban_list_key`): the
+    bundle's 0600 file, or the `pkcs11:` URI of the token key its manifest names; None when it carries none."""
+    from card import holderref
+
+    bundle = Path(bundle)
+    manifest = check_bundle(bundle, ROLE_GATE)
+    ref = manifest.get("holder_ref")
+    if isinstance(ref, dict) and isinstance(ref.get("token"), str) and isinstance(ref.get("label"), str):
+        return holderref.token_uri(ref["token"], ref["label"])
+    return str(bundle / HOLDER_REF_KEY) if (bundle / HOLDER_REF_KEY).is_file() else None
 
 
 class DeskBundle:

@@ -751,7 +751,8 @@ class KeyStore:
 
     def export_gate(self, gate: str, dest: Path, *, site: str | None = None, now: datetime | None = None) -> Path:
         """Write gate GATE's bundle: its site's verifier keys (current and in overlap), the CA certificate, the
-        CRL. No CA key, no station key, no management secret, no other site's key."""
+        CRL, the holder-reference key (ban list) when there is one. No CA key, no station key, no management
+        secret, no other site's key."""
         from card import bundles
 
         _check_station_name(gate)
@@ -767,6 +768,8 @@ class KeyStore:
             Path(dest), gate=gate, site=name, ca=_cert_pem(self.ca_certificate()),
             crl=self.crl().public_bytes(serialization.Encoding.PEM), verifiers=verifiers, now=_now(now),
             token=self._token_manifest(site_token_label(name)),
+            holder_ref_key=holder.read_bytes() if (holder := self.path / HOLDER_REF_KEY).is_file() else None,
+            holder_ref_token=self.holder_ref_reference(),
         )
         record = {"gate": gate, "site": name, "exported": _now(now).isoformat(),
                   "kids": [v.kid.hex() for v in verifiers]}

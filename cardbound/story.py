@@ -20,7 +20,7 @@ from audit.verify import verify_database
 from biometric.capture import SampleSource
 from biometric.isolation import FaceWorker
 from card import keyfile, transport
-from card.bundles import DeskBundle, load_gate_bundle
+from card.bundles import DeskBundle, gate_holder_ref_key_spec, load_gate_bundle
 from card.holderref import HolderRefKey
 from card.keystore import KeyStore
 from card.personalise import personalise, read_guid, read_sealed_template, write_sealed_template
@@ -185,7 +185,9 @@ def tell(home: Home, faces: Path, workdir: Path, *, say: Say, lang: str = "en", 
     _export_bundles(keys, home, say)
     ban_file = workdir / "banlist.txt"
     ban_file.write_text(format_banlist([], holder_key))
-    gate_config = _gate_config(workdir, ban_file, keys.holder_ref_key_spec())
+    gate_key = gate_holder_ref_key_spec(home.gate_bundle)  # the gate's own copy (file) or the token key's URI
+    assert gate_key is not None
+    gate_config = _gate_config(workdir, ban_file, gate_key)
     desk = DeskBundle.open(home.desk_bundle)  # what the desk holds
     desk_holder_key = desk.holder_ref_key()  # the desk pseudonymises with its bundle's key (in the token: pkcs11)
     trust = load_gate_bundle(home.gate_bundle)  # what the gate holds

@@ -125,6 +125,25 @@ def test_desk_and_gate_refuse_loose_permissions_and_the_wrong_role(store: KeySto
         load_gate_bundle(tmp_path / "nowhere")
 
 
+def test_gate_bundle_carries_the_holder_reference_key_for_its_ban_list(tmp_path: Path) -> None:
+    """File backend: the gate gets its own 0600 copy of the holder-reference key (it never reads the keystore);
+    a copy open to others is refused like any secret file."""
+    from card import holderref
+    from verify.banlist import format_banlist, load_key
+
+    ks = KeyStore.init(tmp_path / "keys", site=SITE_A, now=NOW)
+    assert bundles.gate_holder_ref_key_spec(ks.export_gate("g0", tmp_path / "g0", site=SITE_A)) is None
+    officer = holderref.new_file_key(ks.path / "holder-ref.key")
+    gate = ks.export_gate("gate-a1", tmp_path / "gate", site=SITE_A)
+    spec = bundles.gate_holder_ref_key_spec(gate)
+    assert spec == str(gate / "holder-ref.key") and _mode(gate / "holder-ref.key") == 0o600
+    assert load_key(spec).key_id == officer.key_id == format_banlist([], officer).split("key-id=")[1][:16]
+    load_gate_bundle(gate)
+    os.chmod(gate / "holder-ref.key", 0o640)
+    with pytest.raises(bundles.BundlePermissionError, match="chmod 600"):
+        load_gate_bundle(gate)
+
+
 @pytest.mark.parametrize("intruder", ["station.key", "management.secret", "ca.key"])
 def test_gate_refuses_a_bundle_with_a_key_it_must_not_have(store: KeyStore, tmp_path: Path, intruder: str) -> None:
     gate = store.export_gate("gate-a1", tmp_path / "gate", site=SITE_A)

@@ -133,6 +133,9 @@ def test_holder_reference_key_is_an_hmac_key_used_through_the_token(tmp_path: Pa
     ban_file = tmp_path / "banlist.txt"
     ban_file.write_text(format_banlist([BanEntry(ref, datetime.now(UTC).date() + timedelta(days=9))], officer_key))
     assert ks.holder_ref_key_spec() == "pkcs11:token=cb-holder-ref;object=holder-ref;type=secret-key"
+    gate_bundle = ks.export_gate("gate-a1", home.gate_bundle, site=SITE_A)
+    assert not (gate_bundle / "holder-ref.key").exists()
+    assert bundles.gate_holder_ref_key_spec(gate_bundle) == ks.holder_ref_key_spec()  # the gate names the token key
     config = tmp_path / "gate.toml"
     policy = (Path(__file__).parents[2] / "verify" / "gate.example.toml").read_text()
     config.write_text(f'[gate]\nid = "g1"\nban_list = "{ban_file}"\nban_list_key = "{ks.holder_ref_key_spec()}"\n\n'

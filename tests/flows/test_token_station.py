@@ -22,6 +22,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 
 from card import pkcs11
+from card.bundles import gate_holder_ref_key_spec
 from card.keystore import KeyStore
 from cardbound.errors import ExitCode
 from cardbound.home import Home
@@ -114,8 +115,8 @@ def test_a_token_station_home_holds_no_key_file(pcscd, virtual_card, faces_dir: 
     ref = ok("gate", "pseudonymise", stdin=NRN + "\n").stdout.strip()  # the ISPS platform's side, same token key
 
     # gate: ban list named by its key's RFC 7512 URI; matched through the token
-    ks_spec = KeyStore(home / "keys").holder_ref_key_spec()
-    assert ks_spec.startswith("pkcs11:token=cb-holder-ref;")
+    ks_spec = gate_holder_ref_key_spec(home / "gate-keys")  # what the gate bundle names: the token key's URI
+    assert ks_spec is not None and ks_spec.startswith("pkcs11:token=cb-holder-ref;")
     ban = tmp_path / "banlist.txt"
     from verify.banlist import BanEntry, format_banlist
 
