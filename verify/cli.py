@@ -15,6 +15,7 @@ from biometric.isolation import FaceWorker, IsolationError
 from card import transport
 from card.bundles import load_gate_bundle
 from card.keystore import KeystoreError
+from card.pki import crl_number
 from card.sealed import GateTrust
 from verify.config import ConfigError
 from verify.decision import Decision, Reason
@@ -261,35 +262,40 @@ def run_gate(args: argparse.Namespace) -> GateFailure | None:
                     max_decisions=args.max_decisions)
 
     def reload() -> None:
-        """SIGHUP: re-read the configuration (policy, ban list, revoked cards). A bad one keeps the old, said."""
-        if args.config is None:
-            print("reload: no --config; nothing to reload", file=sys.stderr, flush=True)
-            return
-        try:
-            new = _load_settings(args.config, args.home_dir, gate_id=args.gate_id)
-        except (GateConfigError, ConfigError) as exc:
-            print(f"reload REFUSED, the previous configuration stays in force: {exc}", file=sys.stderr, flush=True)
-            loop.fault("config_reload_refused")
-            return
-        # A new list too old for the current level (or undated, or from the future) is refused like a bad file:
-        # the lists in force stay (the CRL is not reloaded here: it comes with the gate bundle, at restart).
-        health = list_health(new.policy, list_stamps(rt.gate.trust, new.bans, new.revoked),
-                             settings.security_level(), rt.gate.now())
-        stale = [h for h in health if h.stale and h.stamp.name != "crl"]
+        """SIGHUP: re-read the configuration (policy, ban list, revoked cards) and the gate bundle (its CRL). A bad
+        file, a stale, undated or future-dated list, or a rolled-back CRL keeps what is in force: said, audited."""
+
+        def refuse(why: str, code: str) -> None:
+            print(f"reload REFUSED, the previous configuration stays in force: {why}", file=sys.stderr, flush=True)
+            loop.fault(code)
+
+        policy, bans, revoked = rt.gate.policy, rt.gate.bans, rt.gate.revoked
+        if args.config is not None:
+            try:
+                new = _load_settings(args.config, args.home_dir, gate_id=args.gate_id)
+            except (GateConfigError, ConfigError) as exc:
+                return refuse(str(exc), "config_reload_refused")
+            policy, bans, revoked = new.policy, new.bans, new.revoked
+        in_force = crl_number(rt.gate.trust.crl)
+        try:  # the same checks as at start, and never an older CRL than the one in force (it would un-revoke)
+            trust = load_gate_bundle(args.trust or args.home_dir.gate_bundle, previous_crl_number=in_force)
+        except (KeystoreError, ValueError, OSError) as exc:
+            return refuse(f"gate trust: {exc}", "trust_reload_refused")
+        # A new list too old for the current level (or undated, or from the future) is refused like a bad file.
+        # The CRL in force (same number) is not judged again: if it is stale, decisions already say LISTS_STALE.
+        health = list_health(policy, list_stamps(trust, bans, revoked), settings.security_level(), rt.gate.now())
+        stale = [h for h in health if h.stale and (h.stamp.name != "crl" or crl_number(trust.crl) != in_force)]
         if stale:
-            print("reload REFUSED, the previous configuration stays in force: "
-                  + "; ".join(h.message for h in stale), file=sys.stderr, flush=True)
-            loop.fault("lists_reload_refused")
-            return
-        rt.gate.policy, rt.gate.bans, rt.gate.revoked = new.policy, new.bans, new.revoked
-        lists = ", ".join(f"{h.stamp.name} issued {_issued(h)}" for h in health if h.stamp.name != "crl")
+            return refuse("; ".join(h.message for h in stale), "lists_reload_refused")
+        rt.gate.policy, rt.gate.bans, rt.gate.revoked, rt.gate.trust = policy, bans, revoked, trust
+        lists = ", ".join(f"{h.stamp.name}{' ' + str(crl_number(trust.crl)) if h.stamp.name == 'crl' else ''} "
+                          f"issued {_issued(h)}" for h in health)
+        what = f"{args.config.name if args.config else 'gate bundle'}; {lists}"
         try:
-            rt.log.append(ConfigChanged(setting="gate.config_reloaded",
-                                        new_value=f"{args.config.name}{'; ' + lists if lists else ''}"[:200]))
+            rt.log.append(ConfigChanged(setting="gate.config_reloaded", new_value=what[:200]))
         except Exception as exc:  # noqa: BLE001
             print(f"reload: audit event failed ({type(exc).__name__})", file=sys.stderr, flush=True)
-        print(f"reload: configuration {args.config} in force{' (' + lists + ')' if lists else ''}",
-              file=sys.stderr, flush=True)
+        print(f"reload: {args.config or 'gate bundle'} in force ({lists})", file=sys.stderr, flush=True)
         _warn_ahead(health)
 
     loop.on_reload = reload

@@ -5,7 +5,8 @@ revoked-card list each carry their issue time; the policy's maximum age per ISPS
 - A CRL a day before its nextUpdate: a WARN line in `gate check` and at start-up; the gate starts.
 - A ban list 30 h old: fine at level 1; at level 2 (24 h) `gate check` FAILs, the gate does not start, and a gate
   already running when the level is raised refuses the next card LISTS_STALE (one audited decision, no capture).
-- SIGHUP reloads the lists (audited with their issue times); a stale new list is refused and the old one stays.
+- SIGHUP reloads the lists and the gate bundle's CRL (audited with their issue times); a stale new list or an
+  older CRL is refused and what is in force stays.
 - Undated (version 1) and future-dated lists are refused.
 """
 
@@ -197,23 +198,37 @@ def test_running_gate_refuses_lists_stale_at_level_2_and_reloads_fresh_lists(  #
         assert "revoked list" in refused and "stale at level 2" in refused, refused
         assert present()["reason"] == "LISTS_STALE"
 
-        # fresh lists: reloaded, audited with their issue times, and the next card is decided normally
+        # fresh lists and a refreshed CRL (the key officer's refresh-crl + export-gate): reloaded, audited with
+        # their issue times, and the next card is decided normally
+        crl_file = Home(home).gate_bundle / "crl.pem"
+        first_crl = crl_file.read_bytes()
+        _crl_issued(home, days_ago=0)
         now = datetime.now(UTC)
         _ban_list(tmp_path / "bans.txt", now)
         (tmp_path / "revoked.txt").write_text(format_revocation_list([], issued_at=now))
         mark = len(gate.stderr)
         gate.proc.send_signal(signal.SIGHUP)
-        assert "ban list issued" in gate.wait_stderr("in force", since=mark)
+        reloaded = gate.wait_stderr("in force", since=mark)
+        assert "crl 2 issued" in reloaded and "ban list issued" in reloaded, reloaded
+        assert present()["reason"] == "ACCEPTED"
+
+        # an older CRL put back into the bundle (it would un-revoke cards): refused, CRL 2 stays in force
+        crl_file.write_bytes(first_crl)
+        mark = len(gate.stderr)
+        gate.proc.send_signal(signal.SIGHUP)
+        rolled_back = gate.wait_stderr("reload REFUSED", since=mark)
+        assert "gate trust" in rolled_back and "rolled_back" in rolled_back, rolled_back
         assert present()["reason"] == "ACCEPTED"
     finally:
         rc = gate.stop()
     assert rc == 0 and not any("Traceback" in ln for ln in gate.stderr), "".join(gate.stderr)
     decisions = audited(home, "gate.decision")
-    assert [d["reason_code"] for d in decisions] == ["accepted", "lists_stale", "lists_stale", "accepted"]
-    assert [d["security_level"] for d in decisions] == [1, 2, 2, 2]
-    assert [f["fault_code"] for f in audited(home, "gate.fault")] == ["lists_reload_refused"]
+    assert [d["reason_code"] for d in decisions] == ["accepted", "lists_stale", "lists_stale", "accepted",
+                                                     "accepted"]
+    assert [d["security_level"] for d in decisions] == [1, 2, 2, 2, 2]
+    assert [f["fault_code"] for f in audited(home, "gate.fault")] == ["lists_reload_refused", "trust_reload_refused"]
     reloads = [c["new_value"] for c in audited(home, "config.changed")]
     assert len(reloads) == 1 and f"ban list issued {now:%Y-%m-%dT%H:%M:%SZ}" in reloads[0], reloads
-    assert "revoked list issued" in reloads[0]
+    assert "revoked list issued" in reloads[0] and "crl 2 issued" in reloads[0]
     everything = "".join(gate.stdout) + "".join(gate.stderr) + json.dumps(audited(home))
     assert guid.hex() not in everything and guid.hex().upper() not in everything
