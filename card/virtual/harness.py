@@ -30,14 +30,23 @@ class HarnessError(RuntimeError):
 
 
 def _pcscd_pids() -> list[int]:
+    """The pcscd processes that serve *this* file system: a pcscd of another root (this suite run in a chroot
+    beside the host's own card tests) has its socket elsewhere and would be waited for in vain."""
+    try:
+        ours = os.stat("/")
+    except OSError:
+        return []
     pids = []
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
             try:
-                if (entry / "comm").read_text().strip() == "pcscd":
-                    pids.append(int(entry.name))
+                if (entry / "comm").read_text().strip() != "pcscd":
+                    continue
+                theirs = os.stat(entry / "root")
             except OSError:
                 continue
+            if (theirs.st_dev, theirs.st_ino) == (ours.st_dev, ours.st_ino):
+                pids.append(int(entry.name))
     return pids
 
 
@@ -68,8 +77,9 @@ class PcscDaemon:
         return self.proc.pid if self.proc else None
 
     def start(self) -> PcscDaemon:
-        if _pcscd_pids():
-            self._wait_ready()
+        running = _pcscd_pids()
+        # attach to a running pcscd, unless it exits while we wait (another session's shutting down): then ours
+        if running and self._wait_ready(attached=running):
             self.owned = False
             return self
         # a stale socket from a crashed pcscd blocks a new one; only safe to remove when none runs
@@ -87,16 +97,20 @@ class PcscDaemon:
         self._wait_ready()
         return self
 
-    def _wait_ready(self) -> None:
+    def _wait_ready(self, attached: list[int] | None = None) -> bool:
+        """Wait for the virtual readers. With `attached` (a pcscd we did not start): False as soon as all of those
+        processes are gone, so the caller starts its own."""
         end = time.monotonic() + self.start_timeout
         while True:
             if self.proc is not None and self.proc.poll() is not None:
                 raise HarnessError(f"pcscd exited with {self.proc.returncode}")
             try:
                 if reader_name(0) in transport.list_readers():
-                    return
+                    return True
             except transport.TransportError:
                 pass
+            if attached is not None and not any(Path(f"/proc/{pid}").exists() for pid in attached):
+                return False
             if time.monotonic() > end:
                 raise HarnessError("pcscd did not become ready (no 'Virtual PCD' reader)")
             time.sleep(0.05)
