@@ -33,7 +33,7 @@ class Reason(StrEnum):
     BANNED = "BANNED"  # holder on the port-ban list (art. 2.5.2.81)
     CATEGORY_NOT_ADMITTED = "CATEGORY_NOT_ADMITTED"  # policy refuses this category at the current level
     NO_LIVE_FACE = "NO_LIVE_FACE"  # no live frame passed the quality gate within the time budget
-    LISTS_STALE = "LISTS_STALE"  # the gate's CRL is past its nextUpdate: revocation cannot be checked (fail closed)
+    LISTS_STALE = "LISTS_STALE"  # CRL, ban list or revoked-card list too old for the ISPS level (verify.freshness)
     SEVERAL_FACES = "SEVERAL_FACES"  # a second face in the capture, refused by the policy at this level
     CAMERA_ERROR = "CAMERA_ERROR"
     FACE_MISMATCH = "FACE_MISMATCH"  # 1:1 distance above the policy's threshold
