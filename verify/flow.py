@@ -127,6 +127,14 @@ class Gate:
         """Open the PIV application on a connected card and decide. A card without it (a bank card answering
         6A82 to SELECT), a mute or a garbage-answering card is a CARD_ERROR decision, audited like any other."""
         t0 = time.perf_counter()
+        try:  # stale lists refuse every presentation alike, even a card that would not answer the SELECT
+            stale = self._stale_lists(self.security_level())
+        except Exception:  # noqa: BLE001 - `decide` reports an unreadable level or anything else as a decision
+            stale = None
+        if stale is not None:
+            stale.reader_id, stale.lane_id = reader_id, lane_id
+            stale.timings_ms["total"] = (time.perf_counter() - t0) * 1000
+            return self.record(stale)
         try:
             session = PivSession(conn)
         except Exception as exc:  # noqa: BLE001 - ApduError, PivFormatError, TransportError, timeouts, anything
@@ -181,11 +189,18 @@ class Gate:
         decision.audited = True
         return decision
 
-    def _decide(self, session: PivSession, level: int, t0: float) -> Decision:
+    def _stale_lists(self, level: int) -> Decision | None:
+        """LISTS_STALE naming each list too old for `level`, or None when every list is fresh enough."""
         stale = [a for a in self.list_health(level) if a.stale]
-        if stale:  # before any card or biometric work: nothing this gate could conclude would be trustworthy
-            return Decision(Reason.LISTS_STALE, self.gate_id, security_level=level,
-                            detail="; ".join(a.short for a in stale))
+        if not stale:
+            return None
+        return Decision(Reason.LISTS_STALE, self.gate_id, security_level=level,
+                        detail="; ".join(a.short for a in stale))
+
+    def _decide(self, session: PivSession, level: int, t0: float) -> Decision:
+        stale = self._stale_lists(level)
+        if stale is not None:  # before any card or biometric work: nothing this gate concluded could be trusted
+            return stale
         probe = self.start_probe() if self.start_probe is not None else None
         try:
             return self._decide_with(probe, session, level)

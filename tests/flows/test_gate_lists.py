@@ -188,6 +188,10 @@ def test_running_gate_refuses_lists_stale_at_level_2_and_reloads_fresh_lists(  #
         detail = str(stale["detail"])
         assert detail.startswith("ban list: stale at level 2") and "revoked list" not in detail, detail
         assert "capture" not in stale["timings_ms"] and stale["card_id"] is None  # no biometric, no card work
+        foreign = virtual_card_factory(reader=0, hostile="foreign")  # even a card that fails the SELECT
+        seen.append(gate.next())
+        assert seen[-1]["reason"] == "LISTS_STALE", seen[-1]
+        foreign.remove()
 
         # a new revoked-card list that is itself too old: the reload is refused, the lists in force stay
         mark = len(gate.stderr)
@@ -223,9 +227,10 @@ def test_running_gate_refuses_lists_stale_at_level_2_and_reloads_fresh_lists(  #
         rc = gate.stop()
     assert rc == 0 and not any("Traceback" in ln for ln in gate.stderr), "".join(gate.stderr)
     decisions = audited(home, "gate.decision")
-    assert [d["reason_code"] for d in decisions] == ["accepted", "lists_stale", "lists_stale", "accepted",
-                                                     "accepted"]
-    assert [d["security_level"] for d in decisions] == [1, 2, 2, 2, 2]
+    assert [d["reason_code"] for d in decisions] == ["accepted", "lists_stale", "lists_stale", "lists_stale",
+                                                     "accepted", "accepted"]
+    assert [d["reason_code"] for d in decisions] == [d["reason"].lower() for d in seen]  # one event each
+    assert [d["security_level"] for d in decisions] == [1, 2, 2, 2, 2, 2]
     assert [f["fault_code"] for f in audited(home, "gate.fault")] == ["lists_reload_refused", "trust_reload_refused"]
     reloads = [c["new_value"] for c in audited(home, "config.changed")]
     assert len(reloads) == 1 and f"ban list issued {now:%Y-%m-%dT%H:%M:%SZ}" in reloads[0], reloads
