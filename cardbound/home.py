@@ -68,10 +68,12 @@ class Home:
         return self.root / "token"
 
     def use_token(self) -> None:
-        """Point SoftHSM2 at this home's token (`SOFTHSM2_CONF`) when it has one and the operator set none, so a
-        `pkcs11:` URI (the holder-reference key of a gate's `ban_list_key`) finds this station's token."""
+        """Point SoftHSM2 at this home's token (`SOFTHSM2_CONF`) when the home has one, so that a `pkcs11:` URI
+        (the holder-reference key of a gate's `ban_list_key`, `gate pseudonymise`) opens this station's token.
+        The home's own token wins over an inherited `SOFTHSM2_CONF`: a token of the same label in another
+        directory holds another key (seen in tests: references computed with another home's HMAC key)."""
         conf = self.token_dir / "softhsm2.conf"
-        if "SOFTHSM2_CONF" not in os.environ and conf.is_file():
+        if conf.is_file():
             os.environ["SOFTHSM2_CONF"] = str(conf)
 
     @property

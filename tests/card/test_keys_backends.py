@@ -220,3 +220,26 @@ def test_inventory_and_audit_events_of_key_operations(tmp_path: Path, capsys: py
     assert types.count("key.exported") == 2 and types.count("key.rotated") == 1 and types.count("key.revoked") == 1
     exported = [r for r in records if r["type"] == "key.exported"]
     assert {e["payload"]["bundle"] for e in exported} == {"desk_bundle", "gate_bundle"}
+
+
+def test_a_home_uses_its_own_token_over_an_inherited_softhsm2_conf(tmp_path: Path) -> None:
+    """Two homes, each with a token cb-holder-ref of its own key: a command of home A computes A's references even
+    when the environment names B's token directory (a token label is not unique across directories)."""
+    import subprocess
+    import sys
+
+    cardbound = str(Path(sys.executable).with_name("cardbound"))
+
+    def pseudonymise(home: Path, env: dict[str, str]) -> str:
+        res = subprocess.run([cardbound, "--home", str(home), "gate", "pseudonymise"], input="85.07.30-033.28\n",
+                             capture_output=True, text=True, timeout=60, env=env)
+        assert res.returncode == 0, res.stderr
+        return res.stdout.strip()
+
+    env = {k: v for k, v in os.environ.items() if k != "SOFTHSM2_CONF"}
+    homes = [tmp_path / "a", tmp_path / "b"]
+    for h in homes:
+        KeyStore.init(h / "keys", site=SITE_A, backend="pkcs11")
+    own_a, own_b = (pseudonymise(h, env) for h in homes)
+    assert own_a != own_b
+    assert pseudonymise(homes[0], {**env, "SOFTHSM2_CONF": str(homes[1] / "token" / "softhsm2.conf")}) == own_a
