@@ -131,3 +131,19 @@ def test_bench_revoked_lookup_10k(benchmark: Any) -> None:
 
 def test_bench_load_example_config(benchmark: Any) -> None:
     benchmark(GateConfig.load, EXAMPLE)
+
+
+def test_bench_list_ages_per_decision(benchmark: Any, big_banlist: tuple[BanList, bytes]) -> None:
+    """The age check every decision starts with: CRL, a 10,000-entry ban list and a revoked list at level 2."""
+    from datetime import UTC, datetime, timedelta
+
+    from verify.flow import list_health
+    from verify.freshness import ListStamp
+    from verify.station import BuiltinPolicy
+
+    now = datetime.now(UTC)
+    crl = ListStamp("crl", "of the gate bundle", now - timedelta(hours=1), now + timedelta(days=29))
+    bl, _ = big_banlist
+    revoked = RevocationList([secrets.token_bytes(16)], issued_at=now)
+    health = benchmark(lambda: list_health(BuiltinPolicy(), [crl, bl.stamp, revoked.stamp], 2, datetime.now(UTC)))
+    assert [h.stamp.name for h in health] == ["crl", "ban list", "revoked list"] and not any(h.stale for h in health)
