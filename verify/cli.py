@@ -284,9 +284,14 @@ def run_gate(args: argparse.Namespace) -> GateFailure | None:
         # A new list too old for the current level (or undated, or from the future) is refused like a bad file.
         # The CRL in force (same number) is not judged again: if it is stale, decisions already say LISTS_STALE.
         health = list_health(policy, list_stamps(trust, bans, revoked), settings.security_level(), rt.gate.now())
-        stale = [h for h in health if h.stale and (h.stamp.name != "crl" or crl_number(trust.crl) != in_force)]
+        stale = [h.message for h in health if h.stale and (h.stamp.name != "crl" or crl_number(trust.crl) != in_force)]
+        # Only the most recent list counts (as TWIC's 33 CFR 101.525 (e) puts it): an older one would un-ban.
+        current = {st.name: st.issued for st in list_stamps(None, rt.gate.bans, rt.gate.revoked)}
+        stale += [f"{h.stamp.name} {h.stamp.source}: issued {_issued(h)}, older than the one in force "
+                  f"(issued {current[h.stamp.name]:%Y-%m-%dT%H:%M:%SZ})" for h in health
+                  if h.stamp.issued is not None and (current.get(h.stamp.name) or h.stamp.issued) > h.stamp.issued]
         if stale:
-            return refuse("; ".join(h.message for h in stale), "lists_reload_refused")
+            return refuse("; ".join(stale), "lists_reload_refused")
         rt.gate.policy, rt.gate.bans, rt.gate.revoked, rt.gate.trust = policy, bans, revoked, trust
         lists = ", ".join(f"{h.stamp.name}{' ' + str(crl_number(trust.crl)) if h.stamp.name == 'crl' else ''} "
                           f"issued {_issued(h)}" for h in health)

@@ -216,6 +216,14 @@ def test_running_gate_refuses_lists_stale_at_level_2_and_reloads_fresh_lists(  #
         assert "crl 2 issued" in reloaded and "ban list issued" in reloaded, reloaded
         assert present()["reason"] == "ACCEPTED"
 
+        # an older ban list than the one in force (still fresh enough): refused, only the most recent one counts
+        _ban_list(tmp_path / "bans.txt", now - timedelta(hours=1))
+        mark = len(gate.stderr)
+        gate.proc.send_signal(signal.SIGHUP)
+        older = gate.wait_stderr("reload REFUSED", since=mark)
+        assert "ban list" in older and "older than the one in force" in older, older
+        _ban_list(tmp_path / "bans.txt", now)
+
         # an older CRL put back into the bundle (it would un-revoke cards): refused, CRL 2 stays in force
         crl_file.write_bytes(first_crl)
         mark = len(gate.stderr)
@@ -231,7 +239,8 @@ def test_running_gate_refuses_lists_stale_at_level_2_and_reloads_fresh_lists(  #
                                                      "accepted", "accepted"]
     assert [d["reason_code"] for d in decisions] == [d["reason"].lower() for d in seen]  # one event each
     assert [d["security_level"] for d in decisions] == [1, 2, 2, 2, 2, 2]
-    assert [f["fault_code"] for f in audited(home, "gate.fault")] == ["lists_reload_refused", "trust_reload_refused"]
+    assert [f["fault_code"] for f in audited(home, "gate.fault")] == ["lists_reload_refused", "lists_reload_refused",
+                                                                      "trust_reload_refused"]
     reloads = [c["new_value"] for c in audited(home, "config.changed")]
     assert len(reloads) == 1 and f"ban list issued {now:%Y-%m-%dT%H:%M:%SZ}" in reloads[0], reloads
     assert "revoked list issued" in reloads[0] and "crl 2 issued" in reloads[0]
