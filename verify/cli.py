@@ -263,7 +263,8 @@ def run_gate(args: argparse.Namespace) -> GateFailure | None:
 
     def reload() -> None:
         """SIGHUP: re-read the configuration (policy, ban list, revoked cards) and the gate bundle (its CRL). A bad
-        file, a stale, undated or future-dated list, or a rolled-back CRL keeps what is in force: said, audited."""
+        file, a stale, undated or future-dated list, a list older than the one in force, or a rolled-back CRL
+        keeps what is in force: said, audited."""
 
         def refuse(why: str, code: str) -> None:
             print(f"reload REFUSED, the previous configuration stays in force: {why}", file=sys.stderr, flush=True)
