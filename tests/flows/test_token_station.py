@@ -126,7 +126,7 @@ def test_a_token_station_home_holds_no_key_file(pcscd, virtual_card, faces_dir: 
     example = (Path(__file__).parents[2] / "verify" / "gate.example.toml").read_text()
     config = tmp_path / "gate.toml"
     config.write_text(f'[gate]\nid = "gate-1"\nsite = "{SITE}"\nban_list = "{ban}"\nban_list_key = "{ks_spec}"\n\n'
-                      + example[example.index("[policy."):])
+                      + example[example.index("\n[policy.") + 1:])
     ok("gate", "level", "1", "--config", str(config))
     live = ["verify", "--once", "--reader", "0", "--config", str(config), "--photo", str(photos / "obama/obama2.jpg")]
     assert json.loads(ok(*live).stdout.strip().splitlines()[-1])["reason"] == "ACCEPTED"
