@@ -44,7 +44,7 @@ class Template:
             raise TemplateError(f"template must be float32, got {v.dtype}")
         if not np.all(np.isfinite(v)):
             raise TemplateError("template contains non-finite values")
-        norm = float(np.linalg.norm(v.astype(np.float64)))
+        norm = float(np.linalg.norm(v))  # in place: a float64 copy would be freed unwiped
         if abs(norm - 1.0) > _NORM_TOLERANCE:
             raise TemplateError(f"template norm {norm:.4f} is not 1 (not a normalised descriptor)")
         self._v = np.array(v, dtype=np.float32, copy=True)
@@ -58,16 +58,21 @@ class Template:
         norm = float(np.linalg.norm(d))
         if not 0.1 < norm < 10.0:
             raise TemplateError(f"descriptor norm {norm:.4f} out of range")
-        out = cls((d / norm).astype(np.float32))
-        d.fill(0.0)
-        return out
+        unit = d / norm
+        f32 = unit.astype(np.float32)
+        try:
+            return cls(f32)  # copies: every working array here is wiped, none left to the allocator as it was
+        finally:
+            for a in (d, unit, f32):
+                a.fill(0.0)
 
     @classmethod
     def from_bytes(cls, data: bytes | bytearray | memoryview) -> Template:
         """Parse the 512-byte wire form; rejects wrong length, NaN/inf and non-unit vectors."""
         if len(data) != TEMPLATE_BYTES:
             raise TemplateError(f"template must be {TEMPLATE_BYTES} bytes, got {len(data)}")
-        v = np.frombuffer(bytes(data), dtype=_LE_F32).astype(np.float32)
+        # a view of the caller's (wipeable) buffer, never a `bytes` copy; astype makes the one owned array
+        v = np.frombuffer(data, dtype=_LE_F32).astype(np.float32)
         try:
             return cls(v)
         finally:
@@ -102,10 +107,15 @@ def compare(reference: Template, probe: Template) -> float:
     """Euclidean distance between two templates, in [0, 2]: smaller means more alike. 1:1 only."""
     if not isinstance(reference, Template) or not isinstance(probe, Template):
         raise TypeError("compare() takes exactly two Template objects (1:1 verification only)")
-    diff = reference._v.astype(np.float64) - probe._v.astype(np.float64)
-    d = math.sqrt(float(np.dot(diff, diff)))
-    diff.fill(0.0)
-    return d
+    # float64 working copies of both templates, wiped here (freed temporaries would keep them)
+    diff = reference._v.astype(np.float64)
+    other = probe._v.astype(np.float64)
+    try:
+        np.subtract(diff, other, out=diff)
+        return math.sqrt(float(np.dot(diff, diff)))
+    finally:
+        diff.fill(0.0)
+        other.fill(0.0)
 
 
 def decide(distance: float, threshold: float = DEFAULT_THRESHOLD) -> bool:
