@@ -235,7 +235,13 @@ def _show(args: argparse.Namespace) -> int:
     for station in store.stations():
         state = "REVOKED" if station.revoked else "active"
         print(f"station    {station.name:<20} {station.serial:x}  {state}  until {station.not_after:%Y-%m-%d}")
-    print("management master secret present (never displayed)")
+    management = store.management_reference()
+    print(f"management master in token {management['token']} (non-extractable)" if management else
+          "management master secret present (never displayed)")
+    holder = store.holder_ref_reference()
+    if holder or store.has_holder_ref_key():
+        print(f"holder-reference key in token {holder['token']} (non-extractable)" if holder else
+              "holder-reference key present (never displayed)")
     return 0
 
 
