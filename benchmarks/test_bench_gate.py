@@ -195,7 +195,8 @@ def _print_summary() -> None:
         if v is None:
             continue
         print(f"  real 1280x720 video, {label:15s}: p50 {v['p50']:6.1f}   p95 {v['p95']:6.1f}   first decision "
-              f"{v['first']:6.1f}   (target p95 <= 100: {'met' if v['p95'] <= 100 else 'NOT met'})")
+              f"{v['first']:6.1f}   " + (f"(target p95 <= 100: {'met' if v['p95'] <= 100 else 'NOT met'})"
+                                          if key == "video" else "(the 100 ms target is the single-frame gate's)"))
         print("      stages median: " + ", ".join(f"{k} {x:.1f}" for k, x in v["stages"].items()))
         print("      stages p95   : " + ", ".join(f"{k} {x:.1f}" for k, x in v["stages_p95"].items()))
     _print_build()
