@@ -42,8 +42,14 @@ def _pcscd_pids() -> list[int]:
             try:
                 if (entry / "comm").read_text().strip() != "pcscd":
                     continue
-                theirs = os.stat(entry / "root")
             except OSError:
+                continue
+            try:
+                theirs = os.stat(entry / "root")
+            except PermissionError:  # another user's pcscd (we are not root): assume it serves us, as before
+                pids.append(int(entry.name))
+                continue
+            except OSError:  # gone meanwhile
                 continue
             if (theirs.st_dev, theirs.st_ino) == (ours.st_dev, ours.st_ino):
                 pids.append(int(entry.name))
