@@ -214,9 +214,9 @@ class Gate:
             reading = read_card(session, self.trust, now=now, is_revoked=self._revoked)
         except CardRejected as rej:
             return Decision(rej.reason, self.gate_id, rej.card_id, level, detail=rej.detail)
-        decision = Decision(Reason.INTERNAL_ERROR, self.gate_id, reading.card_id, level)
-        decision.timings_ms.update(reading.timings_ms)
-        try:
+        try:  # from here on the reading holds the unsealed reference: every way out wipes it
+            decision = Decision(Reason.INTERNAL_ERROR, self.gate_id, reading.card_id, level)
+            decision.timings_ms.update(reading.timings_ms)
             header = reading.unsealed.header
             # Signed is not the same as sane: values the desk should never have written are refused here, with
             # a decision and its audit event, instead of crashing the ban check, the policy or the audit schema.
