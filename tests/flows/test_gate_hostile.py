@@ -7,85 +7,22 @@ and no card GUID appears in any output or audit event."""
 from __future__ import annotations
 
 import json
-import queue
-import signal
 import subprocess
-import sys
-import threading
 import time
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
+from gate_helpers import CARDBOUND, RunningGate, audited, enrol_card, gate_home
 
-from audit import AuditLog
-from biometric import DESK, FaceEngine, load_path
-from biometric.capture import enrolment_template
-from card import transport
-from card.keystore import KeyStore
-from card.piv import PivSession
+from biometric import DESK, FaceEngine
 from card.virtual.vpcd import Faults
 from cardbound.errors import ExitCode
-from cardbound.home import Home
-from enrol.flow import CapturedTemplate, EnrolRequest, enrol
 
-CARDBOUND = str(Path(sys.executable).with_name("cardbound"))
-STATION = "desk-1"
-
-
-def _enrol(home: Path, reader: str, photo: Path, engine: FaceEngine) -> bytes:
-    """Enrol the card in `reader`; return its GUID (to grep the outputs for it)."""
-
-    def capture() -> CapturedTemplate:
-        got = enrolment_template(engine, [load_path(photo)], num_jitters=0)
-        assert got.template is not None
-        out = CapturedTemplate(bytearray(got.template.to_bytes()), 1, 1, got.quality)
-        got.wipe()
-        return out
-
-    h = Home(home)
-    with transport.connect(reader, timeout=5) as conn, AuditLog.open_station(h.root, node_id=h.node_id) as log:
-        session = PivSession(conn)
-        enrol(EnrolRequest(b"\x07" * 32, "regular", datetime.now(UTC).replace(microsecond=0) + timedelta(days=30),
-                           STATION, "op"), session=session, keys=KeyStore.open(h.keystore), capture=capture, audit=log)
-        return session.get_chuid().guid
-
-
-class RunningGate:
-    def __init__(self, home: Path, *args: str) -> None:
-        self.proc = subprocess.Popen([CARDBOUND, "--home", str(home), "gate", *args], stdout=subprocess.PIPE,
-                                     stderr=subprocess.PIPE, text=True)
-        self.lines: queue.Queue[dict[str, Any]] = queue.Queue()
-        self.stdout: list[str] = []
-        self.stderr: list[str] = []
-        self.ready = threading.Event()
-        threading.Thread(target=self._read_out, daemon=True).start()
-        threading.Thread(target=self._read_err, daemon=True).start()
-
-    def _read_out(self) -> None:
-        assert self.proc.stdout is not None
-        for line in self.proc.stdout:
-            self.stdout.append(line)
-            if line.startswith("{"):
-                self.lines.put(json.loads(line))
-
-    def _read_err(self) -> None:
-        assert self.proc.stderr is not None
-        for line in self.proc.stderr:
-            self.stderr.append(line)
-            if "watching" in line:
-                self.ready.set()
-
-    def next(self, timeout: float = 30) -> dict[str, Any]:
-        try:
-            return self.lines.get(timeout=timeout)
-        except queue.Empty:
-            raise AssertionError(f"no decision within {timeout} s; stderr: {''.join(self.stderr)[-2000:]}") from None
-
-    def stop(self) -> int:
-        self.proc.send_signal(signal.SIGTERM)
-        return self.proc.wait(timeout=30)
+# The gate home, the enrolment through the real flow, the running gate and the audit reader are shared with the
+# other `cardbound gate` tests (tests/gate_helpers.py).
+_enrol = enrol_card
+_audited = audited
 
 
 @pytest.fixture(scope="module")
@@ -95,20 +32,8 @@ def engine() -> FaceEngine:
 
 @pytest.fixture
 def home(tmp_path: Path) -> Path:
-    h = tmp_path / "home"
-    ks = KeyStore.init(h / "keys")
-    ks.issue_station(STATION)
-    ks.export_gate("gate-1", Home(h).gate_bundle)  # the gate holds only its bundle
-    subprocess.run([CARDBOUND, "--home", str(h), "gate", "level", "1", "--site", "BEANR-TEST"], check=True,
-                   capture_output=True, timeout=60)
+    h: Path = gate_home(tmp_path)  # the gate holds only its bundle, at level 1
     return h
-
-
-def _audited(home: Path, event_type: str) -> list[dict[str, Any]]:
-    h = Home(home)
-    with AuditLog.open_station(h.root, node_id=h.node_id) as log:
-        recs = [log.entry(i).record() for i in range(log.size)]
-    return [r["payload"] for r in recs if r["type"] == event_type]
 
 
 def test_hostile_cards_on_one_reader_genuine_accepted_on_the_other(  # type: ignore[no-untyped-def]
