@@ -49,7 +49,8 @@ def set_level(home: Path, level: int) -> subprocess.CompletedProcess[str]:
     return res
 
 
-def enrol_card(home: Path, reader: str, photo: Path, engine: FaceEngine | None = None) -> bytes:
+def enrol_card(home: Path, reader: str, photo: Path, engine: FaceEngine | None = None, *,
+               valid_for: timedelta = timedelta(days=30), category: str = "regular") -> bytes:
     """Enrol the card in `reader` through the enrolment flow; return its GUID."""
     engine = engine or FaceEngine(quality=DESK)
 
@@ -63,7 +64,7 @@ def enrol_card(home: Path, reader: str, photo: Path, engine: FaceEngine | None =
     h = Home(home)
     with transport.connect(reader, timeout=5) as conn, AuditLog.open_station(h.root, node_id=h.node_id) as log:
         session = PivSession(conn)
-        enrol(EnrolRequest(b"\x07" * 32, "regular", datetime.now(UTC).replace(microsecond=0) + timedelta(days=30),
+        enrol(EnrolRequest(b"\x07" * 32, category, datetime.now(UTC).replace(microsecond=0) + valid_for,
                            STATION, "op"), session=session, keys=KeyStore.open(h.keystore), capture=capture, audit=log)
         return session.get_chuid().guid
 

@@ -6,20 +6,17 @@ import json
 import subprocess
 import sys
 import time
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
+from gate_helpers import enrol_card
 
 from audit import AuditLog
-from biometric import DESK, FaceEngine, load_path
-from biometric.capture import enrolment_template
-from card import transport
+from biometric import DESK, FaceEngine
 from card.keystore import KeyStore
-from card.piv import PivSession
 from cardbound.errors import ExitCode
 from cardbound.home import Home
-from enrol.flow import CapturedTemplate, EnrolRequest, enrol
 
 CARDBOUND = str(Path(sys.executable).with_name("cardbound"))
 STATION = "desk-1"
@@ -45,21 +42,6 @@ def engine() -> FaceEngine:
     return FaceEngine(quality=DESK)
 
 
-def enrol_card(home: Path, reader: str, photo: Path, engine: FaceEngine, *, valid_for: timedelta,
-               category: str = "regular") -> None:
-    def capture() -> CapturedTemplate:
-        got = enrolment_template(engine, [load_path(photo)], num_jitters=0)
-        assert got.template is not None
-        out = CapturedTemplate(bytearray(got.template.to_bytes()), 1, 1, got.quality)
-        got.wipe()
-        return out
-
-    h = Home(home)
-    with transport.connect(reader, timeout=5) as conn, AuditLog.open_station(h.root, node_id=h.node_id) as log:
-        enrol(EnrolRequest(b"\x07" * 32, category, datetime.now(UTC).replace(microsecond=0) + valid_for, STATION,
-                           "op"), session=PivSession(conn), keys=KeyStore.open(h.keystore), capture=capture, audit=log)
-
-
 def decision(res: subprocess.CompletedProcess[str]) -> dict[str, object]:
     lines = [ln for ln in res.stdout.splitlines() if ln.startswith("{")]
     assert len(lines) == 1, (res.stdout, res.stderr)
@@ -74,7 +56,7 @@ def test_verify_once_genuine_impostor_no_face(home: Path, virtual_card, faces_di
     assert ok.returncode == 0, ok.stderr
     d = decision(ok)
     assert d["decision"] == "accept" and d["reason"] == "ACCEPTED" and d["card_id"]
-    assert {"card_auth", "unseal", "capture", "compare", "total"} <= set(d["timings_ms"])  # type: ignore[arg-type]
+    assert {"card_auth", "unseal", "capture", "compare", "total"} <= set(d["timings_ms"])  # type: ignore[call-overload]
 
     bad = cb(home, "verify", "--once", "--reader", "0", "--photo", str(root / "biden/biden2.jpg"), "--lang", "fr")
     assert bad.returncode == ExitCode.FACE_MISMATCH and decision(bad)["reason"] == "FACE_MISMATCH"
