@@ -70,37 +70,39 @@ class Scene:
 Say = Callable[[str], None]
 
 
-def demo_passphrase(home: Home, say: Say) -> None:
-    """Private keys are encrypted at rest: without a passphrase from the operator, the demo makes one (0600) in
-    its home and says so. A real station gets it from its service manager or the operator."""
-    if os.environ.get(keyfile.PASSPHRASE_FILE_ENV) or os.environ.get(keyfile.PASSPHRASE_ENV):
+def _demo_secret(home: Home, say: Say, *, file_env: str, value_env: str, name: str, make: Callable[[], str],
+                 said: str) -> None:
+    """The operator's secret if `$file_env` or `$value_env` is set; else one made once for the demo in
+    HOME/config/`name` (0600), said with `said` (its path first), and pointed to by `$file_env`."""
+    if os.environ.get(file_env) or os.environ.get(value_env):
         return
-    path = home.config / "demo-key-passphrase"
+    path = home.config / name
     if not path.exists():
         home.config.mkdir(mode=0o700, parents=True, exist_ok=True)
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "w") as f:
-            f.write(secrets.token_urlsafe(24) + "\n")
-        say(f"keys: demo passphrase for the encrypted key files written to {path} (0600; a real station is "
-            f"given ${keyfile.PASSPHRASE_FILE_ENV} by its operator)")
-    os.environ[keyfile.PASSPHRASE_FILE_ENV] = str(path)
+            f.write(make() + "\n")
+        say(said.format(path=path))
+    os.environ[file_env] = str(path)
+
+
+def demo_passphrase(home: Home, say: Say) -> None:
+    """Private keys are encrypted at rest: without a passphrase from the operator, the demo makes one (0600) in
+    its home and says so. A real station gets it from its service manager or the operator."""
+    _demo_secret(home, say, file_env=keyfile.PASSPHRASE_FILE_ENV, value_env=keyfile.PASSPHRASE_ENV,
+                 name="demo-key-passphrase", make=lambda: secrets.token_urlsafe(24),
+                 said="keys: demo passphrase for the encrypted key files written to {path} (0600; a real station is "
+                      f"given ${keyfile.PASSPHRASE_FILE_ENV} by its operator)")
 
 
 def demo_token_pin(home: Home, say: Say) -> None:
     """The PKCS#11 token's user PIN: the operator's, else one made for the demo (0600) in its home."""
     from card import pkcs11
 
-    if os.environ.get(pkcs11.PIN_FILE_ENV) or os.environ.get(pkcs11.PIN_ENV):
-        return
-    path = home.config / "demo-token-pin"
-    if not path.exists():
-        home.config.mkdir(mode=0o700, parents=True, exist_ok=True)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w") as f:
-            f.write(secrets.token_hex(8) + "\n")
-        say(f"keys: demo PIN of the SoftHSM2 tokens written to {path} (0600; a real station is given "
-            f"${pkcs11.PIN_FILE_ENV} by its operator)")
-    os.environ[pkcs11.PIN_FILE_ENV] = str(path)
+    _demo_secret(home, say, file_env=pkcs11.PIN_FILE_ENV, value_env=pkcs11.PIN_ENV, name="demo-token-pin",
+                 make=lambda: secrets.token_hex(8),
+                 said="keys: demo PIN of the SoftHSM2 tokens written to {path} (0600; a real station is given "
+                      f"${pkcs11.PIN_FILE_ENV} by its operator)")
 
 
 def _keys(home: Home, say: Say, backend: str) -> KeyStore:
