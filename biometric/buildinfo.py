@@ -11,6 +11,7 @@ import os
 import shutil
 import subprocess
 import sys
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
@@ -37,14 +38,36 @@ def build_info() -> dict[str, object]:
     }
 
 
-def _patches(record: Path) -> str:
-    """The `patch=NAME HASH` lines of setup's build record, comma-separated; "none" when it lists none."""
+@dataclass(frozen=True)
+class DlibBuild:
+    """What scripts/setup.sh recorded about the dlib wheel it built: the upstream sdist's SHA-256 and the patches
+    (file name, first 12 hex digits of its SHA-256) applied before the build."""
+
+    sdist_sha256: str | None
+    patches: tuple[tuple[str, str], ...]
+
+
+def read_build_record(record: Path = BUILD_RECORD) -> DlibBuild | None:
+    """Parse setup's build record (`key=value` lines, one `patch=NAME HASH` per patch); None if there is none."""
     try:
         lines = record.read_text(encoding="utf-8").splitlines()
     except OSError:
+        return None
+    sdist = next((line.removeprefix("sdist_sha256=") for line in lines if line.startswith("sdist_sha256=")), None)
+    patches = tuple(
+        (fields[0], fields[1] if len(fields) > 1 else "")
+        for line in lines
+        if line.startswith("patch=") and (fields := line.removeprefix("patch=").split())
+    )
+    return DlibBuild(sdist or None, patches)
+
+
+def _patches(record: Path) -> str:
+    """The patch names of setup's build record, comma-separated; "none" when it lists none."""
+    build = read_build_record(record)
+    if build is None:
         return "none recorded"
-    names = [line.removeprefix("patch=").split()[0] for line in lines if line.startswith("patch=") and line[6:]]
-    return ", ".join(names) if names else "none"
+    return ", ".join(name for name, _ in build.patches) or "none"
 
 
 def _simd_level(library: str) -> str:

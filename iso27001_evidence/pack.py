@@ -28,6 +28,7 @@ from typing import Any
 from audit import AuditLog, EvidenceExported
 from audit.checkpoint import CheckpointError, VerifierKey, parse_checkpoint
 from audit.export import ExportError, verify_export
+from biometric.buildinfo import BUILD_RECORD, DlibBuild, read_build_record
 from iso27001_evidence import manifest, oscal, render, soa, sources
 from iso27001_evidence.probes import ProbeRun
 from iso27001_evidence.sources import NOT_CONFIGURED, Period
@@ -199,7 +200,33 @@ def _sbom(cfg: BuildConfig, target: Path, notes: list[str]) -> bool:
         notes.append(f"SBOM not produced: cyclonedx-py exit {p.returncode}: {p.stderr.strip()[-200:]}")
         target.unlink(missing_ok=True)
         return False
+    _sbom_dlib_pedigree(target, read_build_record(cfg.python.parent.parent / BUILD_RECORD.name), notes)
     return True
+
+
+def _sbom_dlib_pedigree(target: Path, build: DlibBuild | None, notes: list[str]) -> None:
+    """dlib is not PyPI's wheel: scripts/setup.sh built it from the upstream sdist plus patches. Say so in the
+    SBOM as CycloneDX pedigree: the upstream release (with its SHA-256) as ancestor, each patch as "unofficial"."""
+    bom = json.loads(target.read_text(encoding="utf-8"))
+    dlib = next((c for c in bom.get("components", []) if str(c.get("name", "")).lower() == "dlib"), None)
+    if dlib is None:
+        return
+    if build is None:
+        notes.append("SBOM: dlib has no build record (not installed by scripts/setup.sh); its pedigree is not shown")
+        return
+    version = str(dlib.get("version", ""))
+    ancestor: dict[str, Any] = {"type": "library", "name": "dlib", "version": version,
+                                "purl": f"pkg:pypi/dlib@{version}"}
+    if build.sdist_sha256:
+        ancestor["hashes"] = [{"alg": "SHA-256", "content": build.sdist_sha256}]
+    dlib["pedigree"] = {
+        "ancestors": [ancestor],
+        "patches": [{"type": "unofficial", "diff": {"url": f"scripts/dlib-patches/{name}"}}
+                    for name, _ in build.patches],
+        "notes": "Built by scripts/setup.sh from the upstream sdist; patches (SHA-256 prefix): "
+                 + (", ".join(f"{name} {digest}" for name, digest in build.patches) or "none"),
+    }
+    target.write_text(json.dumps(bom, indent=2, sort_keys=False) + "\n", encoding="utf-8")
 
 
 @dataclass

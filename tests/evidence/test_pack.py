@@ -117,6 +117,13 @@ def test_sbom_lists_the_environment(built: tuple[Path, Path, dict]) -> None:
     assert sbom["bomFormat"] == "CycloneDX"
     names = {c["name"].lower() for c in sbom["components"]}
     assert {"cryptography", "weasyprint", "compliance-trestle", "pyscard"} <= names
+    # dlib is built by setup from the upstream sdist plus our patches: the SBOM shows its pedigree
+    dlib = next(c for c in sbom["components"] if c["name"].lower() == "dlib")
+    ancestor = dlib["pedigree"]["ancestors"][0]
+    assert (ancestor["name"], ancestor["purl"]) == ("dlib", f"pkg:pypi/dlib@{dlib['version']}")
+    assert len(ancestor["hashes"][0]["content"]) == 64
+    patches = sorted(p.name for p in (Path(__file__).resolve().parents[2] / "scripts" / "dlib-patches").glob("*.patch"))
+    assert [p["diff"]["url"] for p in dlib["pedigree"]["patches"]] == [f"scripts/dlib-patches/{n}" for n in patches]
 
 
 def test_nothing_in_the_pack_looks_biometric(built: tuple[Path, Path, dict]) -> None:
