@@ -225,6 +225,13 @@ def pair_distances(
     return np.asarray(d), np.asarray(g, dtype=bool)
 
 
+def _finite_mean(distances: np.ndarray) -> float | None:
+    """Mean of the acquired (finite) distances; None when there is none (a small pairs file, every face missed),
+    rather than NaN, which is not JSON, and numpy's warning."""
+    finite = distances[np.isfinite(distances)]
+    return float(finite.mean()) if finite.size else None
+
+
 def accuracy(dist: np.ndarray, genuine: np.ndarray, threshold: float) -> float:
     match = dist <= threshold
     return float(np.mean(match == genuine))
@@ -390,8 +397,10 @@ def multiframe_sets(
     return {r: (np.asarray(g), np.asarray(i)) for r, (g, i) in out.items()}
 
 
-def _rates(genuine: np.ndarray, impostor: np.ndarray, threshold: float) -> dict[str, float]:
-    return {"fnmr": float(np.mean(genuine > threshold)), "fmr": float(np.mean(impostor <= threshold))}
+def _rates(genuine: np.ndarray, impostor: np.ndarray, threshold: float) -> dict[str, float | None]:
+    """FNMR and FMR at `threshold`; None for a rate with no attempt (a small pairs file has no multi-frame people)."""
+    return {"fnmr": float(np.mean(genuine > threshold)) if genuine.size else None,
+            "fmr": float(np.mean(impostor <= threshold)) if impostor.size else None}
 
 
 def multiframe_report(
@@ -422,7 +431,7 @@ def multiframe_report(
         sets = multiframe_sets(*tune, max(FUSE_K))
         target_fmr = _rates(*sets["single"], threshold)["fmr"]
         imp = np.sort(sets[chosen][1])
-        n_ok = int(np.floor(target_fmr * imp.size))
+        n_ok = int(np.floor(target_fmr * imp.size)) if target_fmr is not None else imp.size
         fused_t = float(np.nextafter(imp[n_ok], -np.inf)) if n_ok < imp.size else threshold
         report["tune"] = side
         report["tune_single_fmr_at_threshold"] = target_fmr
@@ -526,8 +535,8 @@ def evaluate(
         "tune_accuracy_at_default": tune_acc_default,
         "accuracy_at_default": accuracy(d, g, DEFAULT_THRESHOLD),
         "accuracy_acquired_pairs": accuracy(d[np.isfinite(d)], g[np.isfinite(d)], threshold),
-        "genuine_mean_distance": float(np.mean(d[g][np.isfinite(d[g])])),
-        "impostor_mean_distance": float(np.mean(d[~g][np.isfinite(d[~g])])),
+        "genuine_mean_distance": _finite_mean(d[g]),
+        "impostor_mean_distance": _finite_mean(d[~g]),
         "fnmr_at_fmr": fnmr_at_fmr(gen, imp),
         "genuine_comparisons": int(gen.size),
         "impostor_comparisons": int(imp.size),
@@ -551,8 +560,8 @@ def evaluate(
             "fta": len(stock_fta & set(test_keys)) / len(test_keys),
             "threshold": STOCK_THRESHOLD,
             "accuracy": accuracy(sd, sg, STOCK_THRESHOLD),
-            "genuine_mean_distance": float(np.mean(sd[sg][np.isfinite(sd[sg])])),
-            "impostor_mean_distance": float(np.mean(sd[~sg][np.isfinite(sd[~sg])])),
+            "genuine_mean_distance": _finite_mean(sd[sg]),
+            "impostor_mean_distance": _finite_mean(sd[~sg]),
             "fnmr_at_fmr": fnmr_at_fmr(sgen, simp),
             "genuine_comparisons": int(sgen.size),
             "impostor_comparisons": int(simp.size),
