@@ -307,7 +307,7 @@ def fnmr_at_fmr(genuine: np.ndarray, impostor: np.ndarray, targets: tuple[float,
             continue
         # Largest threshold with at most k impostors at distance <= t.
         t = float(np.nextafter(imp[k], -np.inf))
-        out[str(f)] = {"fnmr": float(np.mean(genuine > t)), "threshold": t}
+        out[str(f)] = {"fnmr": float(np.mean(genuine > t)) if genuine.size else None, "threshold": t}
     return out
 
 
